@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+// SwiftDraft: a data-parallel trainer for speculative-decoding draft models.
+// One module per layer: C shims -> device & kernels -> model -> data -> distributed -> checkpoint -> training -> CLI.
+import PackageDescription
+
+let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "SwiftDraft",
+    products: [
+        .executable(name: "swiftdraft", targets: ["swiftdraft"]),
+        // The HPU stub plugin: a shared library loaded with dlopen, like a vendor runtime would be.
+        .library(name: "swiftdraft-hpu-stub", type: .dynamic, targets: ["HPUStub"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries from Debian, with static-inline shims for the macros Swift cannot import.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        // The HPU plugin ABI (one C header) and the stub plugin implementing it on host memory.
+        .target(name: "HPUPluginABI"),
+        .target(name: "HPUStub", dependencies: ["HPUPluginABI", "CBLAS"],
+                cSettings: [.unsafeFlags(["-O2"])]),
+
+        .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI"], swiftSettings: optimised),
+        .target(name: "DraftModel", dependencies: ["DraftDevice"], swiftSettings: optimised),
+        .target(name: "DraftTokenizer", swiftSettings: optimised),
+        .target(name: "DraftData", dependencies: ["DraftTokenizer"], swiftSettings: optimised),
+        .target(name: "DraftDistributed", dependencies: ["CMPI"], swiftSettings: optimised),
+        .target(name: "DraftCheckpoint", dependencies: ["CHDF5"], swiftSettings: optimised),
+        .target(name: "DraftTraining",
+                dependencies: ["DraftDevice", "DraftModel", "DraftData", "DraftTokenizer", "DraftDistributed",
+                               "DraftCheckpoint", .product(name: "Yams", package: "Yams")],
+                swiftSettings: optimised),
+        .executableTarget(name: "swiftdraft",
+                          dependencies: ["DraftTraining", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: optimised),
+
+        .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),
+        .testTarget(name: "DraftDistributedTests", dependencies: ["DraftDistributed"]),
+        .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint"]),
+        .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
+        .testTarget(name: "SwiftDraftCLITests", dependencies: ["DraftTraining"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+// DraftCheckpoint: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// DraftData: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// DraftDistributed: placeholder until its first real file lands.

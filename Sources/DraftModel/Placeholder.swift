@@ -1,0 +1,1 @@
+// DraftModel: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// DraftTokenizer: placeholder until its first real file lands.

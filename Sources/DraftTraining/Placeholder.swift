@@ -1,0 +1,1 @@
+// DraftTraining: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+#include "hpu_plugin.h"
