@@ -1,1 +1,0 @@
-// DraftTokenizer: placeholder until its first real file lands.

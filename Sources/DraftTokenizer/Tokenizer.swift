@@ -1,0 +1,27 @@
+import Foundation
+
+/// Text to token ids and back, exactly as the target model's own tokenizer does it.
+///
+/// `encode` adds no BOS/EOS (like Hugging Face `tokenizers` with `add_special_tokens=False`); document boundaries are
+/// marked by the caller with `eosTokenID`.
+public protocol Tokenizer: Sendable {
+    /// Number of ids, added and special tokens included: every id `encode` can return is below it.
+    var vocabSize: Int { get }
+    /// The end-of-sequence id, used to separate documents in token shards.
+    var eosTokenID: Int32 { get }
+    /// The beginning-of-sequence id, when the vocabulary has one.
+    var bosTokenID: Int32? { get }
+    /// A stable identity for the vocabulary (hex SHA-256 of the file it was loaded from, or a fixed name for
+    /// built-in tokenizers). Shards and checkpoints record it so data and models from different vocabularies never mix.
+    var fingerprint: String { get }
+
+    func encode(_ text: String) -> [Int32]
+    func decode(_ ids: [Int32]) -> String
+}
+
+/// A tokenizer file that cannot be used: the message names the file and what was expected.
+public struct TokenizerError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
