@@ -1,0 +1,45 @@
+/// Vectorised elementary functions for the CPU kernels.
+///
+/// The softmax over a 32k vocabulary evaluates tens of millions of exponentials per step; scalar `expf` would cost
+/// as much as the LM-head matrix product, so the hot paths use this 8-wide polynomial instead (Cephes' `expf`
+/// range reduction and minimax polynomial, max relative error about 2 ulp over the clamped range).
+typealias Vec = SIMD8<Float>
+
+@inline(__always)
+func vexp(_ input: Vec) -> Vec {
+    let x = input.clamped(lowerBound: Vec(repeating: -87.33), upperBound: Vec(repeating: 88.72))
+    let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    // Cody-Waite: ln 2 split into a part exact in float and a correction.
+    var r = x - n * 0.693_359_375
+    r = r + n * 2.121_944_40e-4
+    var p = Vec(repeating: 1.987_569_150_0e-4)
+    p = p * r + 1.398_199_950_7e-3
+    p = p * r + 8.333_451_907_3e-3
+    p = p * r + 4.166_579_589_4e-2
+    p = p * r + 1.666_666_545_9e-1
+    p = p * r + 5.000_000_120_1e-1
+    p = p * (r * r) + r + 1
+    let exponent = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    return p * unsafeBitCast(exponent, to: Vec.self)
+}
+
+@inline(__always)
+func vsigmoid(_ x: Vec) -> Vec {
+    1 / (1 + vexp(-x))
+}
+
+/// `exp` for single values, with the same polynomial as `vexp` so scalar tails match vector bodies.
+@inline(__always)
+func sexp(_ x: Float) -> Float {
+    vexp(Vec(repeating: x))[0]
+}
+
+@inline(__always)
+func loadVec(_ p: UnsafePointer<Float>) -> Vec {
+    UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
+}
+
+@inline(__always)
+func storeVec(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
+}

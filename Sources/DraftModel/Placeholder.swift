@@ -1,1 +1,0 @@
-// DraftModel: placeholder until its first real file lands.
