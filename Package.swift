@@ -40,6 +40,8 @@ let package = Package(
                           dependencies: ["DraftTraining", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimised),
 
+        .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
+        .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),

@@ -20,4 +20,9 @@ static inline MPI_Errhandler swd_mpi_errors_return(void) { return MPI_ERRORS_RET
 static inline int swd_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline int swd_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int swd_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline MPI_Status *swd_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Comm swd_mpi_comm_null(void) { return MPI_COMM_NULL; }
+static inline MPI_Info swd_mpi_info_null(void) { return MPI_INFO_NULL; }
+static inline int swd_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline int swd_mpi_success(void) { return MPI_SUCCESS; }
 #endif

@@ -1,0 +1,185 @@
+import CMPI
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One rank of an MPI job (Open MPI through the CMPI shims).
+///
+/// `init` calls `MPI_Init_thread(MPI_THREAD_FUNNELED)` unless MPI is already initialised, and switches
+/// `MPI_COMM_WORLD` to `MPI_ERRORS_RETURN` so failures surface as `DistributedError` with `MPI_Error_string` text
+/// instead of killing the process from inside the library. `shutdown()` calls `MPI_Finalize`.
+/// Only one instance should exist per process (MPI can be initialised once).
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    public let localRank: Int
+
+    let comm: MPI_Comm
+    private let ownsInitialization: Bool
+    private var finalized = false
+
+    /// Largest element count passed to one MPI call: counts are C ints, so bigger buffers go in chunks.
+    static let maxCountPerCall = 1 << 30
+
+    public init() throws {
+        var initialized: Int32 = 0
+        try MPICommunicator.check(MPI_Initialized(&initialized), "MPI_Initialized")
+        if initialized == 0 {
+            var provided: Int32 = 0
+            try MPICommunicator.check(MPI_Init_thread(nil, nil, swd_mpi_thread_funneled(), &provided),
+                                      "MPI_Init_thread")
+            if provided < swd_mpi_thread_funneled() {
+                // The trainer's compute threads never call MPI, but the main thread must be allowed to while
+                // they run; an MPI built without that guarantee is refused rather than risked.
+                MPI_Finalize()
+                throw DistributedError.invalidArgument(
+                    "MPI provides thread level \(provided), below MPI_THREAD_FUNNELED")
+            }
+            ownsInitialization = true
+        } else {
+            ownsInitialization = false
+        }
+        comm = swd_mpi_comm_world()
+        try MPICommunicator.check(MPI_Comm_set_errhandler(comm, swd_mpi_errors_return()), "MPI_Comm_set_errhandler")
+
+        var value: Int32 = 0
+        try MPICommunicator.check(MPI_Comm_rank(comm, &value), "MPI_Comm_rank")
+        rank = Int(value)
+        try MPICommunicator.check(MPI_Comm_size(comm, &value), "MPI_Comm_size")
+        size = Int(value)
+        localRank = try MPICommunicator.hostLocalRank(comm: comm, worldRank: rank)
+    }
+
+    /// The rank among processes sharing this host's memory. MPI's own view is preferred over
+    /// OMPI_COMM_WORLD_LOCAL_RANK so other launchers work too; the variable is the fallback.
+    private static func hostLocalRank(comm: MPI_Comm, worldRank: Int) throws -> Int {
+        var shared: MPI_Comm? = swd_mpi_comm_null()
+        let code = MPI_Comm_split_type(comm, swd_mpi_comm_type_shared(), Int32(worldRank), swd_mpi_info_null(), &shared)
+        if code == MPI_SUCCESS, shared != swd_mpi_comm_null() {
+            var value: Int32 = 0
+            let rankCode = MPI_Comm_rank(shared, &value)
+            MPI_Comm_free(&shared)
+            if rankCode == MPI_SUCCESS { return Int(value) }
+        }
+        if let text = environmentValue("OMPI_COMM_WORLD_LOCAL_RANK"), let value = Int(text) { return value }
+        return 0
+    }
+
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+        try ensureLive()
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        var offset = 0
+        while offset < buffer.count {
+            let n = min(MPICommunicator.maxCountPerCall, buffer.count - offset)
+            try MPICommunicator.check(
+                MPI_Allreduce(swd_mpi_in_place(), base + offset, Int32(n), swd_mpi_float(), swd_mpi_sum(), comm),
+                "MPI_Allreduce(float, sum)")
+            offset += n
+        }
+    }
+
+    public func allReduceSum(_ values: [Double]) throws -> [Double] {
+        try reduceDoubles(values, op: swd_mpi_sum(), name: "MPI_Allreduce(double, sum)")
+    }
+
+    public func allReduceMax(_ values: [Double]) throws -> [Double] {
+        try reduceDoubles(values, op: swd_mpi_max(), name: "MPI_Allreduce(double, max)")
+    }
+
+    private func reduceDoubles(_ values: [Double], op: MPI_Op, name: String) throws -> [Double] {
+        try ensureLive()
+        guard !values.isEmpty else { return values }
+        var result = values
+        try result.withUnsafeMutableBufferPointer { buffer in
+            try MPICommunicator.check(
+                MPI_Allreduce(swd_mpi_in_place(), buffer.baseAddress, Int32(buffer.count), swd_mpi_double(), op, comm),
+                name)
+        }
+        return result
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+        try ensureLive()
+        guard (0..<size).contains(root) else {
+            throw DistributedError.invalidArgument("broadcast root \(root) is outside a world of \(size) ranks")
+        }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        var offset = 0
+        while offset < buffer.count {
+            let n = min(MPICommunicator.maxCountPerCall, buffer.count - offset)
+            try MPICommunicator.check(MPI_Bcast(base + offset, Int32(n), swd_mpi_byte(), Int32(root), comm), "MPI_Bcast")
+            offset += n
+        }
+    }
+
+    public func barrier() throws {
+        try ensureLive()
+        try MPICommunicator.check(MPI_Barrier(comm), "MPI_Barrier")
+    }
+
+    public func abort(exitCode: Int32, message: String) -> Never {
+        let code = exitCode == 0 ? 1 : exitCode
+        writeStderr("swiftdraft: rank \(rank) of \(size) aborting the job: \(message)\n")
+        var isFinalized: Int32 = 0
+        MPI_Finalized(&isFinalized)
+        if isFinalized == 0 {
+            // MPI_Abort tells mpirun to kill every rank, including those blocked in a collective.
+            MPI_Abort(comm, code)
+        }
+        exit(code)
+    }
+
+    public func shutdown() throws {
+        guard !finalized else { return }
+        finalized = true
+        if ownsInitialization {
+            try MPICommunicator.check(MPI_Finalize(), "MPI_Finalize")
+        }
+    }
+
+    // MARK: - Non-blocking pieces used by GradientReducer
+
+    /// Starts an in-place float sum over ranks. The buffer must stay untouched until the request completes.
+    func startAllReduceSum(_ base: UnsafeMutablePointer<Float>, count: Int) throws -> MPI_Request? {
+        try ensureLive()
+        precondition(count <= MPICommunicator.maxCountPerCall, "bucket larger than one MPI call can carry")
+        var request: MPI_Request? = swd_mpi_request_null()
+        try MPICommunicator.check(
+            MPI_Iallreduce(swd_mpi_in_place(), base, Int32(count), swd_mpi_float(), swd_mpi_sum(), comm, &request),
+            "MPI_Iallreduce(float, sum)")
+        return request
+    }
+
+    /// Lets MPI progress the given requests; completed ones become MPI_REQUEST_NULL. True when all are complete.
+    func testAll(_ requests: UnsafeMutableBufferPointer<MPI_Request?>) throws -> Bool {
+        guard requests.count > 0 else { return true }
+        var flag: Int32 = 0
+        try MPICommunicator.check(
+            MPI_Testall(Int32(requests.count), requests.baseAddress, &flag, swd_mpi_statuses_ignore()), "MPI_Testall")
+        return flag != 0
+    }
+
+    func waitAll(_ requests: UnsafeMutableBufferPointer<MPI_Request?>) throws {
+        guard requests.count > 0 else { return }
+        try MPICommunicator.check(
+            MPI_Waitall(Int32(requests.count), requests.baseAddress, swd_mpi_statuses_ignore()), "MPI_Waitall")
+    }
+
+    private func ensureLive() throws {
+        if finalized { throw DistributedError.finalized }
+    }
+
+    static func check(_ code: Int32, _ call: String) throws {
+        guard code != MPI_SUCCESS else { return }
+        throw DistributedError.mpi(call: call, code: code, message: errorString(code))
+    }
+
+    static func errorString(_ code: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(swd_mpi_max_error_string()) + 1)
+        var length: Int32 = 0
+        guard MPI_Error_string(code, &buffer, &length) == MPI_SUCCESS else { return "unknown MPI error" }
+        return String(cString: buffer)
+    }
+}

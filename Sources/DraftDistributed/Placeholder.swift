@@ -1,1 +1,0 @@
-// DraftDistributed: placeholder until its first real file lands.
