@@ -6,7 +6,8 @@ import XCTest
 ///
 /// fp32 limits what can be asked: with step h = 2e-3 on a loss of about 3.5, rounding contributes about
 /// 3.5 * 6e-8 / h ≈ 1e-4 per derivative and truncation O(h^2); entries are sampled where the analytic gradient is
-/// largest in each tensor (plus random ones), and each tensor's sampled vector must agree to 2% in relative L2 norm.
+/// largest in each tensor (plus random ones), and each tensor's sampled vector must agree to 2e-3 in relative L2 norm
+/// (measured: at most about 2.3e-4 over all tensors, tied and untied).
 final class FiniteDifferenceTests: XCTestCase {
     func testGradientsMatchCentralDifferences() throws {
         for tied in [true, false] {
@@ -50,7 +51,7 @@ final class FiniteDifferenceTests: XCTestCase {
                     exact.append(analytic[i])
                 }
                 try model.setParameters(parameters)
-                XCTAssertLessThanOrEqual(relativeError(numeric, exact), 2e-2,
+                XCTAssertLessThanOrEqual(relativeError(numeric, exact), 2e-3,
                                          "\(slot.name) (tied: \(tied)): numeric \(numeric) analytic \(exact)")
             }
         }

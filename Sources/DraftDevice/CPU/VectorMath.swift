@@ -8,7 +8,12 @@ typealias Vec = SIMD8<Float>
 @inline(__always)
 func vexp(_ input: Vec) -> Vec {
     let x = input.clamped(lowerBound: Vec(repeating: -87.33), upperBound: Vec(repeating: 88.72))
-    let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    // Round x/ln2 to an integer by adding and subtracting 1.5 * 2^23: baseline x86-64 (SSE2) has no vector round
+    // instruction, and `rounded()` on SIMD types falls back to a libm call per lane. The same sum holds n as an
+    // integer in its low mantissa bits, which gives the exponent without a float-to-int conversion.
+    let magic = Vec(repeating: 12_582_912)
+    let shifted = x * 1.442_695_04 + magic
+    let n = shifted - magic
     // Cody-Waite: ln 2 split into a part exact in float and a correction.
     var r = x - n * 0.693_359_375
     r = r + n * 2.121_944_40e-4
@@ -19,7 +24,8 @@ func vexp(_ input: Vec) -> Vec {
     p = p * r + 1.666_666_545_9e-1
     p = p * r + 5.000_000_120_1e-1
     p = p * (r * r) + r + 1
-    let exponent = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let exponent = (integer &+ 127) &<< 23
     return p * unsafeBitCast(exponent, to: Vec.self)
 }
 

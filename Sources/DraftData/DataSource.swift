@@ -1,0 +1,105 @@
+import Foundation
+
+/// One named corpus of a run (`data.sources.<name>`): its training shards and held-out validation shards.
+///
+/// A source path is a directory written by `swiftdraft tokenize` (with `manifest.json`), a directory of `.bin` shards
+/// (files whose names start with `val` are the validation split, as in llm.c), or a single shard file.
+public final class DataSource {
+    public let name: String
+    public let path: String
+    public let train: [TokenShard]
+    public let validation: [TokenShard]
+    public let tokenizerFingerprint: String?
+    public var trainTokens: Int { train.reduce(0) { $0 + $1.tokenCount } }
+
+    public init(name: String, path: String) throws {
+        self.name = name
+        self.path = path
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw DataError("data.sources.\(name).path: '\(path)' does not exist (expected a directory from 'swiftdraft tokenize' or a token shard)")
+        }
+        var trainFiles: [String] = [], validationFiles: [String] = []
+        if !isDirectory.boolValue {
+            trainFiles = [path]
+        } else if let manifest = try ShardManifest.loadIfPresent(directory: path) {
+            trainFiles = manifest.train.files.map { (path as NSString).appendingPathComponent($0) }
+            validationFiles = manifest.validation.files.map { (path as NSString).appendingPathComponent($0) }
+        } else {
+            let names = (try? fm.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".bin") }.sorted() ?? []
+            for file in names {
+                let full = (path as NSString).appendingPathComponent(file)
+                if file.hasPrefix("val") { validationFiles.append(full) } else { trainFiles.append(full) }
+            }
+        }
+        guard !trainFiles.isEmpty else {
+            throw DataError("data.sources.\(name).path: '\(path)' holds no training shards (expected manifest.json or *.bin files)")
+        }
+        train = try trainFiles.map { try TokenShard(url: URL(fileURLWithPath: $0)) }
+        validation = try validationFiles.map { try TokenShard(url: URL(fileURLWithPath: $0)) }
+        let fingerprints = Set((train + validation).compactMap(\.tokenizerFingerprint))
+        guard fingerprints.count <= 1 else {
+            throw DataError("data.sources.\(name).path: '\(path)' mixes shards of different tokenizers: \(fingerprints.sorted())")
+        }
+        tokenizerFingerprint = fingerprints.first
+    }
+
+    /// Checks the shards against the run's tokenizer and model before any training starts.
+    public func validate(tokenizerFingerprint expected: String, modelVocab: Int, seqLen: Int) throws {
+        if let fingerprint = tokenizerFingerprint, fingerprint != expected {
+            throw DataError("\(train[0].url.path): made with tokenizer \(fingerprint), but the config's tokenizer is \(expected) (re-run 'swiftdraft tokenize' with the run's tokenizer)")
+        }
+        for shard in train + validation {
+            if let vocab = shard.vocabSize {
+                if vocab > modelVocab {
+                    throw DataError("\(shard.url.path): vocabulary of \(vocab) ids exceeds model.vocab_size \(modelVocab)")
+                }
+            } else {
+                let maximum = shard.maxTokenID()
+                if maximum >= modelVocab {
+                    throw DataError("\(shard.url.path): token id \(maximum) is not below model.vocab_size \(modelVocab)")
+                }
+            }
+        }
+        guard train.contains(where: { $0.tokenCount > seqLen }) else {
+            throw DataError("data.sources.\(name).path: '\(path)' has no shard longer than data.seq_len \(seqLen) tokens (\(trainTokens) tokens in all)")
+        }
+    }
+}
+
+/// `manifest.json` of a tokenized directory.
+public struct ShardManifest: Codable {
+    public struct Split: Codable {
+        public var files: [String]
+        public var tokens: Int
+        public var documents: Int
+    }
+
+    public var format = "swiftdraft-shards"
+    public var version = 1
+    public var tokenizer: String
+    public var tokenizerSHA256: String
+    public var vocabSize: Int
+    public var eosID: Int
+    public var train: Split
+    public var validation: Split
+    public var inputs: [String]
+    public var skippedFiles: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, tokenizer, train, validation, inputs
+        case tokenizerSHA256 = "tokenizer_sha256", vocabSize = "vocab_size", eosID = "eos_id"
+        case skippedFiles = "skipped_files"
+    }
+
+    public static func loadIfPresent(directory: String) throws -> ShardManifest? {
+        let url = URL(fileURLWithPath: directory).appendingPathComponent("manifest.json")
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        do {
+            return try JSONDecoder().decode(ShardManifest.self, from: Data(contentsOf: url))
+        } catch {
+            throw DataError("\(url.path): malformed shard manifest (\(error))")
+        }
+    }
+}

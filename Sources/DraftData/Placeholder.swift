@@ -1,1 +1,0 @@
-// DraftData: placeholder until its first real file lands.

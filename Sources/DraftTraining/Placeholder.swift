@@ -1,1 +1,0 @@
-// DraftTraining: placeholder until its first real file lands.

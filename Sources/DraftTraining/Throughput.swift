@@ -1,0 +1,28 @@
+import DraftDevice
+import Foundation
+
+/// The device's single-precision matrix-product rate in GFLOP/s: the ceiling MFU is measured against.
+///
+/// A square 1024 product is large enough for OpenBLAS to reach its steady rate and short enough (about 10 ms at
+/// 200 GFLOP/s) to run at every start; the best of five repeats is reported, as noise only ever slows a run.
+public func measurePeakGFLOPs(device: any Device, size: Int = 1024, repeats: Int = 5) -> Double {
+    guard let a = try? device.allocate(Float.self, count: size * size),
+          let b = try? device.allocate(Float.self, count: size * size),
+          let c = try? device.allocate(Float.self, count: size * size) else { return .nan }
+    defer {
+        device.free(a)
+        device.free(b)
+        device.free(c)
+    }
+    try? device.fill(a, count: size * size, value: 0.5)
+    try? device.fill(b, count: size * size, value: 0.25)
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let start = now()
+        try? device.gemm(transA: false, transB: false, m: size, n: size, k: size, alpha: 1, a: a, lda: size,
+                         b: b, ldb: size, beta: 0, c: c, ldc: size)
+        try? device.synchronize()
+        best = min(best, now() - start)
+    }
+    return 2 * Double(size * size * size) / best / 1e9
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import DraftDevice
+import DraftTraining
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Training throughput of a config's model on synthetic tokens: tokens/s, model GFLOP/s, MFU, peak memory.")
+
+    @Option(help: "The YAML config (model, data.seq_len, schedule.micro_batch and optimizer are used).") var config: String
+    @Option(help: "Timed steps (after one warm-up step).") var steps = 5
+    @Option(help: "cpu or hpu (overrides device.kind).") var device: String?
+    @Option(name: .customLong("set"), help: "Overrides a config value (repeatable).") var overrides: [String] = []
+    @Flag(help: "One JSON object instead of text.") var json = false
+    @Flag(help: "Also print time per kernel (each kernel synchronised, so the total is a little slower).") var profile = false
+
+    func run() throws {
+        do {
+            var config = try TrainingConfig.load(path: self.config, overrides: overrides, requireData: false)
+            if let device { config.device.kind = device }
+            let base = try makeDevice(config: config, localRank: 0)
+            let compute = profile ? InstrumentedDevice(wrapping: base, checkFinite: false) : base
+            let r = try runBenchmark(config: config, device: compute, steps: steps)
+            if let instrumented = compute as? InstrumentedDevice { print(instrumented.report()) }
+            if json {
+                print(String(format: "{\"tokens_per_s\":%.1f,\"model_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"mfu\":%.4f,\"peak_rss_mb\":%.1f,\"median_step_s\":%.4f,\"parameters\":%d,\"device\":\"%@\"}",
+                             r.tokensPerSecond, r.modelGFLOPs, r.peakGFLOPs, r.mfu, Double(r.peakRSSBytes) / 1e6,
+                             r.medianSecondsPerStep, r.parameters, compute.name))
+            } else {
+                print("""
+                    device        \(compute.name)
+                    parameters    \(r.parameters.formatted())
+                    tokens/step   \(r.tokensPerStep.formatted())
+                    median step   \(String(format: "%.3f s", r.medianSecondsPerStep)) over \(r.steps) steps
+                    tokens/s      \(String(format: "%.0f", r.tokensPerSecond))
+                    model GFLOP/s \(String(format: "%.1f", r.modelGFLOPs)) (\(String(format: "%.1f", r.flopsPerToken / 1e6)) MFLOP/token)
+                    sgemm GFLOP/s \(String(format: "%.1f", r.peakGFLOPs)) (measured)
+                    MFU           \(String(format: "%.1f%%", r.mfu * 100))
+                    peak RSS      \(String(format: "%.0f MB", Double(r.peakRSSBytes) / 1e6))
+                    """)
+            }
+        } catch {
+            exitOnError(error)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct SwiftDraft: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftdraft",
+        abstract: "Train small draft models for speculative decoding of a large target model.",
+        subcommands: [Train.self, Tokenize.self, Bench.self])
+}
