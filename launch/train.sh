@@ -75,6 +75,10 @@ fi
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$threads}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$threads}"
 args+=(-x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
+# Local ranks inherit the environment anyway; -x carries the project's variables to ranks on other hosts too.
+while read -r name; do
+    [[ -n "$name" ]] && args+=(-x "$name")
+done < <(compgen -e | grep -E '^(SWIFTDRAFT_|HABANA_)' | grep -vE '^SWIFTDRAFT_(BIN|LAUNCH_DRY_RUN)$' || true)
 
 read -r -a extra <<< "${MPIRUN_ARGS:-}"
 full=("$mpirun_cmd" "${args[@]}" "${extra[@]}" "$bin" train "${pass[@]}")

@@ -1,4 +1,9 @@
 import CMPI
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Timing and volume of one step's gradient reduction (`GradientReducer.lastStepStats`).
 public struct ReductionStats: Sendable, Equatable {
@@ -10,10 +15,12 @@ public struct ReductionStats: Sendable, Equatable {
     public var bucketsStartedDuringBackward: Int = 0
     /// Whether the step ran with overlap.
     public var overlapped: Bool = false
-    /// Seconds inside MPI calls (starting, testing and waiting on the bucket all-reduces), wherever they were made.
+    /// Seconds the calling thread spent inside MPI calls (starting, testing and waiting on the bucket all-reduces).
     public var mpiSeconds: Double = 0
     /// Seconds of those MPI calls made from `gradientsReady`: they sit on the backward's critical path.
     public var readySeconds: Double = 0
+    /// Seconds the progress thread spent inside MPI_Testall (off the critical path; 0 without one).
+    public var progressThreadSeconds: Double = 0
     /// Wall seconds blocked in `finish()`: the communication backward did not hide.
     public var blockedSeconds: Double = 0
     /// Seconds the same reduction takes without overlap: from `calibrate()` or the last step run without overlap;
@@ -38,11 +45,19 @@ public struct ReductionStats: Sendable, Equatable {
 /// call `finish()` for every step, even one it means to discard. The gradient memory belongs to the caller and must
 /// outlive the reducer; it must not be written between a bucket's start and `finish()`.
 /// With a world of one (LocalCommunicator) every call is a no-op.
+///
+/// Progress: Open MPI moves a non-blocking collective forward only inside MPI calls. Without a progress thread that
+/// happens in `gradientsReady` (MPI_Testall), so the copy and sum run on the caller's thread between its compute.
+/// With `progressThread: true` a helper thread calls MPI_Testall every `progressInterval` while buckets are in flight,
+/// which hides the all-reduce when the compute leaves a core idle (an accelerator doing backward); when compute
+/// already fills every core it only competes for them.
 public final class GradientReducer {
     /// The plan, in start order: `buckets[0]` ends at `count`, and the last one (possibly shorter) starts at 0.
     public let buckets: [Range<Int>]
     /// Whether buckets start during backward.
     public let overlap: Bool
+    /// Whether a progress thread drives in-flight buckets (asked for, overlap on, more than one rank, MPI allows it).
+    public let usesProgressThread: Bool
     /// Timing of the last completed step.
     public private(set) var lastStepStats = ReductionStats()
     /// The non-overlapped reduction time used for `hiddenSeconds` (see `calibrate()`).
@@ -52,15 +67,12 @@ public final class GradientReducer {
     private let mpi: MPICommunicator?
     private let gradient: UnsafeMutablePointer<Float>
     private let count: Int
-    private var requests: [MPI_Request?]
-    /// Buckets `0..<nextBucket` have been started this step.
-    private var nextBucket = 0
-    /// Buckets `0..<firstPending` are known to be complete.
-    private var firstPending = 0
+    private let state: InFlight
+    private var progress: ProgressThread?
     private var current = ReductionStats()
 
     public init(communicator: any Communicator, gradient: UnsafeMutablePointer<Float>, count: Int, bucketBytes: Int,
-                overlap: Bool) {
+                overlap: Bool, progressThread: Bool = false, progressInterval: Double = 100e-6) {
         self.communicator = communicator
         self.mpi = communicator as? MPICommunicator
         self.gradient = gradient
@@ -68,7 +80,18 @@ public final class GradientReducer {
         self.overlap = overlap
         let perBucket = min(max(1, bucketBytes / MemoryLayout<Float>.stride), MPICommunicator.maxCountPerCall)
         self.buckets = GradientReducer.plan(count: max(0, count), bucketElements: perBucket)
-        self.requests = Array(repeating: swd_mpi_request_null(), count: buckets.count)
+        self.state = InFlight(buckets: buckets.count)
+        let active = communicator.size > 1 && !buckets.isEmpty
+        if progressThread, overlap, active, let mpi, mpi.allowsProgressThread {
+            self.progress = ProgressThread(mpi: mpi, state: state, interval: progressInterval)
+            self.usesProgressThread = progress != nil
+        } else {
+            self.usesProgressThread = false
+        }
+    }
+
+    deinit {
+        progress?.stop()
     }
 
     static func plan(count: Int, bucketElements: Int) -> [Range<Int>] {
@@ -91,18 +114,22 @@ public final class GradientReducer {
         guard overlap, active, let mpi else { return }
         current.overlapped = true
         let t0 = monotonicSeconds()
-        // Buckets are started strictly in plan order, so every rank issues the same sequence of collectives
-        // whatever offsets its backward reports.
-        while nextBucket < buckets.count, buckets[nextBucket].lowerBound >= offset {
-            try start(bucket: nextBucket, with: mpi)
-            current.bucketsStartedDuringBackward += 1
-        }
-        if firstPending < nextBucket {
-            let done = try requests.withUnsafeMutableBufferPointer {
-                try mpi.testAll(UnsafeMutableBufferPointer(rebasing: $0[firstPending..<nextBucket]))
+        var started = false
+        do {
+            mpi.lock.lock()
+            defer { mpi.lock.unlock() }
+            try state.rethrowBackgroundError()
+            // Buckets are started strictly in plan order, so every rank issues the same sequence of collectives
+            // whatever offsets its backward reports.
+            while state.nextBucket < buckets.count, buckets[state.nextBucket].lowerBound >= offset {
+                try start(bucket: state.nextBucket, with: mpi)
+                current.bucketsStartedDuringBackward += 1
+                started = true
             }
-            if done { firstPending = nextBucket }
+            // With a progress thread the caller leaves testing to it: a test may run a whole bucket's copy and sum.
+            if progress == nil { try state.testPending(with: mpi) }
         }
+        if started { progress?.wake() }
         let elapsed = monotonicSeconds() - t0
         current.mpiSeconds += elapsed
         current.readySeconds += elapsed
@@ -120,10 +147,11 @@ public final class GradientReducer {
         }
         let t0 = monotonicSeconds()
         if let mpi {
-            while nextBucket < buckets.count { try start(bucket: nextBucket, with: mpi) }
-            try requests.withUnsafeMutableBufferPointer {
-                try mpi.waitAll(UnsafeMutableBufferPointer(rebasing: $0[firstPending..<nextBucket]))
-            }
+            mpi.lock.lock()
+            defer { mpi.lock.unlock() }
+            try state.rethrowBackgroundError()
+            while state.nextBucket < buckets.count { try start(bucket: state.nextBucket, with: mpi) }
+            try state.waitPending(with: mpi)
         } else {
             // A non-MPI communicator has only blocking collectives; same buckets, same order.
             for bucket in buckets {
@@ -134,6 +162,7 @@ public final class GradientReducer {
         let blocked = monotonicSeconds() - t0
         current.mpiSeconds += blocked
         current.blockedSeconds = blocked
+        current.progressThreadSeconds = state.backgroundSeconds
         current.bytes = count * MemoryLayout<Float>.stride
         current.buckets = buckets.count
         if !overlap { referenceSeconds = blocked }
@@ -147,7 +176,7 @@ public final class GradientReducer {
     /// Measures the non-overlapped reduction time that `hiddenSeconds` is estimated against: every bucket reduced in
     /// turn, blocking, on a scratch buffer the size of the largest bucket (the gradient is untouched). Collective:
     /// every rank must call it at the same point, outside a step. Keeps the fastest of `repeats` runs.
-    public func calibrate(repeats: Int = 2) throws {
+    public func calibrate(repeats: Int = 3) throws {
         guard active else { return }
         let largest = buckets.map(\.count).max() ?? 0
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: largest)
@@ -159,6 +188,8 @@ public final class GradientReducer {
             let t0 = monotonicSeconds()
             for bucket in buckets {
                 if let mpi {
+                    mpi.lock.lock()
+                    defer { mpi.lock.unlock() }
                     var request = try mpi.startAllReduceSum(scratch, count: bucket.count)
                     try withUnsafeMutablePointer(to: &request) {
                         try mpi.waitAll(UnsafeMutableBufferPointer(start: $0, count: 1))
@@ -172,16 +203,155 @@ public final class GradientReducer {
         referenceSeconds = best
     }
 
+    /// Caller holds `mpi.lock`.
     private func start(bucket index: Int, with mpi: MPICommunicator) throws {
         let bucket = buckets[index]
-        requests[index] = try mpi.startAllReduceSum(gradient + bucket.lowerBound, count: bucket.count)
-        nextBucket = index + 1
+        state.requests[index] = try mpi.startAllReduceSum(gradient + bucket.lowerBound, count: bucket.count)
+        state.nextBucket = index + 1
     }
 
     private func resetStep() {
+        if let mpi {
+            mpi.lock.lock()
+            defer { mpi.lock.unlock() }
+            state.reset()
+        } else {
+            state.reset()
+        }
+        current = ReductionStats()
+    }
+}
+
+/// The buckets of the step in flight. Shared by the reducer and its progress thread; every access holds the
+/// communicator's lock.
+final class InFlight {
+    let requests: UnsafeMutableBufferPointer<MPI_Request?>
+    /// Buckets `0..<nextBucket` have been started this step.
+    var nextBucket = 0
+    /// Buckets `0..<firstPending` are known to be complete.
+    var firstPending = 0
+    var backgroundSeconds: Double = 0
+    var backgroundError: Error?
+
+    init(buckets: Int) {
+        requests = .allocate(capacity: buckets)
+        requests.initialize(repeating: swd_mpi_request_null())
+    }
+
+    deinit { requests.deallocate() }
+
+    var hasPending: Bool { firstPending < nextBucket }
+
+    func testPending(with mpi: MPICommunicator) throws {
+        guard hasPending else { return }
+        if try mpi.testAll(UnsafeMutableBufferPointer(rebasing: requests[firstPending..<nextBucket])) {
+            firstPending = nextBucket
+        }
+    }
+
+    func waitPending(with mpi: MPICommunicator) throws {
+        guard hasPending else { return }
+        try mpi.waitAll(UnsafeMutableBufferPointer(rebasing: requests[firstPending..<nextBucket]))
+        firstPending = nextBucket
+    }
+
+    func rethrowBackgroundError() throws {
+        if let error = backgroundError {
+            backgroundError = nil
+            throw error
+        }
+    }
+
+    func reset() {
         for i in requests.indices { requests[i] = swd_mpi_request_null() }
         nextBucket = 0
         firstPending = 0
-        current = ReductionStats()
+        backgroundSeconds = 0
+    }
+}
+
+/// Calls MPI_Testall on the in-flight buckets every `interval` seconds while there are any; sleeps on a condition
+/// variable otherwise. An MPI error is parked in `InFlight.backgroundError` for the caller's thread to throw.
+final class ProgressThread {
+    private let mpi: MPICommunicator
+    private let state: InFlight
+    private let interval: Double
+    private var thread = pthread_t()
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Guarded by `mutex`.
+    private var workPosted = false
+    private var stopping = false
+
+    init?(mpi: MPICommunicator, state: InFlight, interval: Double) {
+        self.mpi = mpi
+        self.state = state
+        self.interval = max(0, interval)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        // The thread holds the object until stop() joins it.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        #if canImport(Glibc)
+        let created = pthread_create(&thread, nil, { raw in
+            Unmanaged<ProgressThread>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, context)
+        #else
+        let created = pthread_create(&thread, nil, { raw in
+            Unmanaged<ProgressThread>.fromOpaque(raw).takeRetainedValue().run()
+            return nil
+        }, context)
+        #endif
+        if created != 0 {
+            Unmanaged<ProgressThread>.fromOpaque(context).release()
+            return nil
+        }
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func wake() {
+        pthread_mutex_lock(mutex)
+        workPosted = true
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    func stop() {
+        pthread_mutex_lock(mutex)
+        stopping = true
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+        pthread_join(thread, nil)
+    }
+
+    private func run() {
+        while true {
+            pthread_mutex_lock(mutex)
+            while !workPosted && !stopping { pthread_cond_wait(condition, mutex) }
+            workPosted = false
+            let done = stopping
+            pthread_mutex_unlock(mutex)
+            if done { return }
+            // Poll until nothing is in flight; a bucket started meanwhile is seen on the next pass.
+            while true {
+                mpi.lock.lock()
+                var more = false
+                if state.backgroundError == nil, state.hasPending {
+                    let t0 = monotonicSeconds()
+                    do { try state.testPending(with: mpi) } catch { state.backgroundError = error }
+                    state.backgroundSeconds += monotonicSeconds() - t0
+                    more = state.hasPending && state.backgroundError == nil
+                }
+                mpi.lock.unlock()
+                if !more { break }
+                if interval > 0 { usleep(useconds_t(interval * 1e6)) } else { sched_yield() }
+            }
+        }
     }
 }

@@ -7,14 +7,24 @@ import Darwin
 
 /// One rank of an MPI job (Open MPI through the CMPI shims).
 ///
-/// `init` calls `MPI_Init_thread(MPI_THREAD_FUNNELED)` unless MPI is already initialised, and switches
+/// `init` calls `MPI_Init_thread` asking for `MPI_THREAD_SERIALIZED` and requiring at least `MPI_THREAD_FUNNELED`
+/// (unless MPI is already initialised), and switches
 /// `MPI_COMM_WORLD` to `MPI_ERRORS_RETURN` so failures surface as `DistributedError` with `MPI_Error_string` text
 /// instead of killing the process from inside the library. `shutdown()` calls `MPI_Finalize`.
 /// Only one instance should exist per process (MPI can be initialised once).
+///
+/// Threads: call it from the main thread. The one exception is GradientReducer's optional progress thread, which is
+/// why SERIALIZED is asked for: every MPI call here is made under one lock, so calls never overlap.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     public let localRank: Int
+    /// Whether MPI granted `MPI_THREAD_SERIALIZED`, which a reducer progress thread needs.
+    public let allowsProgressThread: Bool
+
+    /// Serialises MPI calls between the caller's thread and a reducer's progress thread. Recursive so the reducer
+    /// can hold it across several calls.
+    let lock = RecursiveLock()
 
     let comm: MPI_Comm
     private let ownsInitialization: Bool
@@ -26,9 +36,9 @@ public final class MPICommunicator: Communicator {
     public init() throws {
         var initialized: Int32 = 0
         try MPICommunicator.check(MPI_Initialized(&initialized), "MPI_Initialized")
+        var provided: Int32 = 0
         if initialized == 0 {
-            var provided: Int32 = 0
-            try MPICommunicator.check(MPI_Init_thread(nil, nil, swd_mpi_thread_funneled(), &provided),
+            try MPICommunicator.check(MPI_Init_thread(nil, nil, swd_mpi_thread_serialized(), &provided),
                                       "MPI_Init_thread")
             if provided < swd_mpi_thread_funneled() {
                 // The trainer's compute threads never call MPI, but the main thread must be allowed to while
@@ -40,7 +50,9 @@ public final class MPICommunicator: Communicator {
             ownsInitialization = true
         } else {
             ownsInitialization = false
+            try MPICommunicator.check(MPI_Query_thread(&provided), "MPI_Query_thread")
         }
+        allowsProgressThread = provided >= swd_mpi_thread_serialized()
         comm = swd_mpi_comm_world()
         try MPICommunicator.check(MPI_Comm_set_errhandler(comm, swd_mpi_errors_return()), "MPI_Comm_set_errhandler")
 
@@ -68,6 +80,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+        lock.lock(); defer { lock.unlock() }
         try ensureLive()
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         var offset = 0
@@ -89,6 +102,7 @@ public final class MPICommunicator: Communicator {
     }
 
     private func reduceDoubles(_ values: [Double], op: MPI_Op, name: String) throws -> [Double] {
+        lock.lock(); defer { lock.unlock() }
         try ensureLive()
         guard !values.isEmpty else { return values }
         var result = values
@@ -101,6 +115,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+        lock.lock(); defer { lock.unlock() }
         try ensureLive()
         guard (0..<size).contains(root) else {
             throw DistributedError.invalidArgument("broadcast root \(root) is outside a world of \(size) ranks")
@@ -115,6 +130,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func barrier() throws {
+        lock.lock(); defer { lock.unlock() }
         try ensureLive()
         try MPICommunicator.check(MPI_Barrier(comm), "MPI_Barrier")
     }
@@ -125,13 +141,15 @@ public final class MPICommunicator: Communicator {
         var isFinalized: Int32 = 0
         MPI_Finalized(&isFinalized)
         if isFinalized == 0 {
-            // MPI_Abort tells mpirun to kill every rank, including those blocked in a collective.
+            // MPI_Abort tells mpirun to kill every rank, including those blocked in a collective. The lock is not
+            // taken: a progress thread may be inside MPI, and the process is going away either way.
             MPI_Abort(comm, code)
         }
         exit(code)
     }
 
     public func shutdown() throws {
+        lock.lock(); defer { lock.unlock() }
         guard !finalized else { return }
         finalized = true
         if ownsInitialization {
@@ -139,7 +157,7 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    // MARK: - Non-blocking pieces used by GradientReducer
+    // MARK: - Non-blocking pieces used by GradientReducer (callers hold `lock`)
 
     /// Starts an in-place float sum over ranks. The buffer must stay untouched until the request completes.
     func startAllReduceSum(_ base: UnsafeMutablePointer<Float>, count: Int) throws -> MPI_Request? {
@@ -182,4 +200,26 @@ public final class MPICommunicator: Communicator {
         guard MPI_Error_string(code, &buffer, &length) == MPI_SUCCESS else { return "unknown MPI error" }
         return String(cString: buffer)
     }
+}
+
+/// A recursive pthread mutex (Foundation's NSRecursiveLock would do, but this module stays Foundation-free).
+final class RecursiveLock {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_RECURSIVE))
+        pthread_mutex_init(mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
 }

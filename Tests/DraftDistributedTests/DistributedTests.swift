@@ -108,9 +108,11 @@ final class MPIJobTests: XCTestCase {
                       result.transcript)
     }
 
-    /// A direct abort(exitCode:message:) from rank 3 while the others all-reduce: non-zero exit, rank named.
+    /// A direct abort(exitCode:message:) from rank 3 while the others all-reduce with a reducer progress thread
+    /// running (which may be inside MPI at that moment): non-zero exit, rank named.
     func testAbortFromOneRankEndsWholeJob() throws {
-        let result = try Job.mpirun(ranks: 4, ["fail", "--mode", "abort", "--rank", "3", "--step", "2"], timeout: 60)
+        let result = try Job.mpirun(ranks: 4, ["fail", "--mode", "abort", "--rank", "3", "--step", "2",
+                                               "--progress-thread", "1"], timeout: 60)
         XCTAssertFalse(result.timedOut, "job hung: \(result.transcript)")
         XCTAssertNotEqual(result.status, 0, result.transcript)
         XCTAssertLessThan(result.seconds, 10, result.transcript)

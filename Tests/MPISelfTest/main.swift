@@ -2,7 +2,8 @@
 // DraftDistributedTests (and by hand for the benchmark). Every rank runs the same command; rank 0 reports.
 //
 //   mpi-selftest check [--elements N] [--bucket-bytes B]   reducer bits vs reference, overlap on/off; scalars; broadcast
-//   mpi-selftest fail  [--rank R] [--step S] [--mode throw|abort]   rank R fails at step S while the others all-reduce
+//   mpi-selftest fail  [--rank R] [--step S] [--mode throw|abort] [--progress-thread 0|1]
+//                                                           rank R fails at step S while the others all-reduce
 //   mpi-selftest bench [--mb M] [--bucket-mb B] [--layers L] [--compute-ms C] [--iters K]
 //   mpi-selftest train ARGS...                               stand-in for `swiftdraft train` when testing launch/train.sh
 import DraftDistributed
@@ -92,10 +93,12 @@ func runCheck(_ comm: any Communicator, _ options: Options) throws -> Int {
         for r in 0..<comm.size { sum += exactValue(rank: r, index: i) }
         reference[i] = sum
     }
-    for overlap in [true, false] {
+    let modes: [(overlap: Bool, thread: Bool)] = [(true, false), (true, true), (false, false)]
+    for (overlap, thread) in modes {
         let reducer = GradientReducer(communicator: comm, gradient: buffer.baseAddress!, count: count,
-                                      bucketBytes: bucketBytes, overlap: overlap)
-        if overlap {
+                                      bucketBytes: bucketBytes, overlap: overlap, progressThread: thread)
+        expect(reducer.usesProgressThread == (thread && comm.size > 1), "progress thread \(thread) not honoured")
+        if overlap && !thread {
             let last = reducer.buckets.last!.count
             say(comm, "plan: \(count) elements, \(reducer.buckets.count) buckets of \(reducer.buckets[0].count), "
                     + "last \(last) (ragged: \(last != reducer.buckets[0].count))")
@@ -105,7 +108,8 @@ func runCheck(_ comm: any Communicator, _ options: Options) throws -> Int {
             try reduceLikeBackward(reducer, count: count, layerElements: layer)
             var mismatches = 0
             for i in 0..<count where buffer[i].bitPattern != reference[i].bitPattern { mismatches += 1 }
-            expect(mismatches == 0, "exact sum overlap=\(overlap) step=\(step): \(mismatches) elements differ")
+            expect(mismatches == 0,
+                   "exact sum overlap=\(overlap) thread=\(thread) step=\(step): \(mismatches) elements differ")
             let stats = reducer.lastStepStats
             expect(stats.bytes == count * 4 && stats.buckets == reducer.buckets.count,
                    "stats bytes/buckets overlap=\(overlap): \(stats)")
@@ -115,20 +119,22 @@ func runCheck(_ comm: any Communicator, _ options: Options) throws -> Int {
             }
         }
     }
-    say(comm, "ok: exact reference sum, overlap on and off, 2 steps each")
+    say(comm, "ok: exact reference sum, overlap on (with and without progress thread) and off, 2 steps each")
 
     // Rough values: overlap on and off must agree bit for bit, on every rank, and be close to a double reference.
     var results: [[Float]] = []
-    for overlap in [true, false] {
+    for (overlap, thread) in modes {
         let reducer = GradientReducer(communicator: comm, gradient: buffer.baseAddress!, count: count,
-                                      bucketBytes: bucketBytes, overlap: overlap)
+                                      bucketBytes: bucketBytes, overlap: overlap, progressThread: thread)
         for i in 0..<count { buffer[i] = roughValue(rank: comm.rank, index: i) }
         try reduceLikeBackward(reducer, count: count, layerElements: layer)
         results.append(Array(buffer))
     }
-    var differ = 0
-    for i in 0..<count where results[0][i].bitPattern != results[1][i].bitPattern { differ += 1 }
-    expect(differ == 0, "overlap on vs off: \(differ) elements differ in bits")
+    for k in 1..<modes.count {
+        var differ = 0
+        for i in 0..<count where results[0][i].bitPattern != results[k][i].bitPattern { differ += 1 }
+        expect(differ == 0, "mode \(modes[0]) vs \(modes[k]): \(differ) elements differ in bits")
+    }
     var fromRoot = results[0]
     try comm.broadcast(&fromRoot, root: 0)
     var crossRank = 0
@@ -148,7 +154,7 @@ func runCheck(_ comm: any Communicator, _ options: Options) throws -> Int {
         worst = max(worst, err)
     }
     expect(worst <= Double(comm.size), "rough sum error \(worst) ulps of sum|x| exceeds \(comm.size)")
-    say(comm, "ok: rough values, overlap on == off bitwise, identical on all ranks, "
+    say(comm, "ok: rough values, overlap on (both progress modes) == off bitwise, identical on all ranks, "
             + "max error vs fp64 \(String(format: "%.2f", worst)) ulps of sum|x|")
 
     // For the record: one MPI_Allreduce over the whole buffer may pick another algorithm (another summation order),
@@ -211,7 +217,8 @@ func runFail(_ comm: any Communicator, _ options: Options) throws {
     defer { buffer.deallocate() }
     buffer.initialize(repeating: 1)
     let reducer = GradientReducer(communicator: comm, gradient: buffer.baseAddress!, count: buffer.count,
-                                  bucketBytes: 1 << 20, overlap: true)
+                                  bucketBytes: 1 << 20, overlap: true,
+                                  progressThread: options.int("progress-thread", 0) != 0)
     for step in 0..<1000 {
         // The trainer's shape: the hook throws, and the one top-level handler aborts the job.
         comm.abortOnError {
@@ -288,33 +295,45 @@ func runBench(_ comm: any Communicator, _ options: Options) throws {
         }
         try reducer?.finish()
     }
-    let computeOnly = median(try (0..<max(3, iters / 2)).map { _ in try timed { try backward(nil) } })
-    var report: [String] = []
-    var arTime = 0.0
-    for overlap in [false, true] {
-        let reducer = GradientReducer(communicator: comm, gradient: buffer.baseAddress!, count: count,
-                                      bucketBytes: bucketBytes, overlap: overlap)
+    // Modes interleaved iteration by iteration, so drifting load from other processes hits each one alike.
+    let modes: [(name: String, overlap: Bool, thread: Bool)] = [
+        ("no overlap", false, false), ("overlap (Testall only)", true, false), ("overlap+progress thread", true, true)]
+    let reducers = modes.map {
+        GradientReducer(communicator: comm, gradient: buffer.baseAddress!, count: count, bucketBytes: bucketBytes,
+                        overlap: $0.overlap, progressThread: $0.thread)
+    }
+    for reducer in reducers {
         try reducer.calibrate()
         try backward(reducer)
-        var steps: [Double] = [], blocked: [Double] = [], hidden: [Double] = [], mpi: [Double] = []
-        for _ in 0..<iters {
-            steps.append(try timed { try backward(reducer) })
-            blocked.append(reducer.lastStepStats.blockedSeconds)
-            hidden.append(reducer.lastStepStats.hiddenSeconds)
-            mpi.append(reducer.lastStepStats.mpiSeconds)
+    }
+    var computeTimes: [Double] = []
+    var steps = [[Double]](repeating: [], count: modes.count)
+    var blocked = steps, hidden = steps, inMPI = steps
+    for _ in 0..<iters {
+        computeTimes.append(try timed { try backward(nil) })
+        for (k, reducer) in reducers.enumerated() {
+            steps[k].append(try timed { try backward(reducer) })
+            blocked[k].append(reducer.lastStepStats.blockedSeconds)
+            hidden[k].append(reducer.lastStepStats.hiddenSeconds)
+            inMPI[k].append(reducer.lastStepStats.mpiSeconds)
         }
-        let step = median(steps)
-        if !overlap { arTime = median(blocked) }
-        report.append(String(format: "overlap=%@: step %.1f ms (compute alone %.1f ms), blocked in finish %.1f ms, "
-                             + "in MPI calls %.1f ms, reducer's hidden estimate %.1f ms (reference %.1f ms)",
-                             overlap ? "on " : "off", step * 1e3, computeOnly * 1e3, median(blocked) * 1e3,
-                             median(mpi) * 1e3, median(hidden) * 1e3, reducer.referenceSeconds * 1e3))
-        if overlap {
+    }
+    let computeOnly = median(computeTimes)
+    let arTime = median(blocked[0])
+    var report: [String] = [String(format: "compute alone (%d layers x %.0f ms, %@): %.1f ms", layers, computeMs,
+                                   busy ? "busy" : "sleep", computeOnly * 1e3)]
+    for (k, mode) in modes.enumerated() {
+        let step = median(steps[k])
+        report.append(String(format: "%@: step %.1f ms, blocked in finish %.1f ms, caller in MPI %.1f ms, "
+                             + "reducer's hidden estimate %.1f ms (reference %.1f ms)",
+                             mode.name, step * 1e3, median(blocked[k]) * 1e3, median(inMPI[k]) * 1e3,
+                             median(hidden[k]) * 1e3, reducers[k].referenceSeconds * 1e3))
+        if mode.overlap {
             let exposed = step - computeOnly
             let hiddenFraction = arTime > 0 ? max(0, min(1, 1 - exposed / arTime)) : 0
-            report.append(String(format: "all-reduce not overlapped %.1f ms; with overlap the step grows by %.1f ms "
-                                 + "over compute: %.0f%% of the all-reduce hidden",
-                                 arTime * 1e3, exposed * 1e3, hiddenFraction * 100))
+            report.append(String(format: "  -> all-reduce alone %.1f ms; step grows by %.1f ms over compute: "
+                                 + "%.0f%% of the all-reduce hidden", arTime * 1e3, exposed * 1e3,
+                                 hiddenFraction * 100))
         }
     }
     for line in report { say(comm, line) }
