@@ -41,6 +41,7 @@ let package = Package(
                           swiftSettings: optimised),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
+        .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),

@@ -21,4 +21,14 @@ static inline unsigned swd_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned swd_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned swd_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline size_t swd_h5t_variable(void) { return H5T_VARIABLE; }
+
+/* Checkpoint files (DraftCheckpoint): explicit little-endian file types so a file written on any host reads the same
+ * everywhere, the default error stack (to silence HDF5's own stderr printing), and the creation property classes. */
+static inline hid_t swd_h5e_default(void) { return H5E_DEFAULT; }
+static inline hid_t swd_h5t_ieee_f32le(void) { return H5T_IEEE_F32LE; }
+static inline hid_t swd_h5t_ieee_f64le(void) { return H5T_IEEE_F64LE; }
+static inline hid_t swd_h5t_std_i64le(void) { return H5T_STD_I64LE; }
+static inline hid_t swd_h5t_std_u64le(void) { return H5T_STD_U64LE; }
+static inline hid_t swd_h5p_file_create(void) { return H5P_FILE_CREATE; }
+static inline hid_t swd_h5p_group_create(void) { return H5P_GROUP_CREATE; }
 #endif

@@ -1,1 +1,0 @@
-// DraftCheckpoint: placeholder until its first real file lands.
