@@ -1,0 +1,592 @@
+/*
+ * The stub's kernels, on host memory. Semantics are those of the Device protocol's doc comments
+ * (Sources/DraftDevice/Device.swift); the arithmetic follows the CPU backend's formulas and its exp polynomial, so
+ * the two backends agree to rounding. Loops are written plainly so clang's vectoriser handles them at -O2.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "stub_internal.h"
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Elementary functions                                                                                           */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+/* The vector helpers below are always inlined and never cross a call boundary, so the AVX-vs-SSE calling
+ * convention that -Wpsabi warns about never applies. */
+#pragma clang diagnostic ignored "-Wpsabi"
+#define VECTOR_INLINE static inline __attribute__((always_inline))
+
+/* Eight floats: the CPU backend's `SIMD8<Float>`. Loads and stores go through memcpy because tensors are only
+ * 4-byte aligned; clang turns them into unaligned vector moves. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+VECTOR_INLINE v8f load8(const float* p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+VECTOR_INLINE void store8(float* p, v8f v) { memcpy(p, &v, sizeof v); }
+
+VECTOR_INLINE v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+
+VECTOR_INLINE float sum8(v8f v) {
+    return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+/* Cephes' expf range reduction and minimax polynomial (max relative error about 2 ulp over the clamped range):
+ * the same as the CPU backend's `vexp`, so softmaxes agree with it to rounding. */
+VECTOR_INLINE v8f exp8(v8f input) {
+    v8f x = __builtin_elementwise_min(__builtin_elementwise_max(input, splat8(-87.33f)), splat8(88.72f));
+    /* Round to nearest even by the 1.5 * 2^23 trick: exact for |value| < 2^22, which the clamp guarantees. */
+    v8f n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    v8f r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    v8f p = splat8(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    v8i bits = (__builtin_convertvector(n, v8i) + 127) << 23;
+    return p * (v8f)bits;
+}
+
+/* Scalar tails use the same polynomial, so a row's result does not depend on where the vector body ends. */
+VECTOR_INLINE float fast_exp(float x) { return exp8(splat8(x))[0]; }
+
+VECTOR_INLINE v8f sigmoid8(v8f x) { return 1.0f / (1.0f + exp8(-x)); }
+
+/* `row[j] = exp(row[j] - shift)` for j < length; returns the sum. */
+VECTOR_INLINE float exp_in_place(float* row, int64_t length, float shift) {
+    v8f acc = splat8(0.0f);
+    int64_t j = 0;
+    for (; j + 8 <= length; j += 8) {
+        v8f e = exp8(load8(row + j) - shift);
+        store8(row + j, e);
+        acc += e;
+    }
+    float tail = 0.0f;
+    for (; j < length; j++) {
+        float e = fast_exp(row[j] - shift);
+        row[j] = e;
+        tail += e;
+    }
+    return sum8(acc) + tail;
+}
+
+VECTOR_INLINE float max_of(const float* row, int64_t length) {
+    v8f lanes = splat8(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= length; j += 8) lanes = __builtin_elementwise_max(lanes, load8(row + j));
+    float maximum = -INFINITY;
+    for (int i = 0; i < 8; i++) maximum = lanes[i] > maximum ? lanes[i] : maximum;
+    for (; j < length; j++) maximum = row[j] > maximum ? row[j] : maximum;
+    return maximum;
+}
+
+VECTOR_INLINE void scale_in_place(float* row, int64_t length, float factor) {
+    for (int64_t j = 0; j < length; j++) row[j] *= factor;
+}
+
+VECTOR_INLINE float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Elementwise and reductions                                                                                     */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+void hpu_fill(float* x, int64_t count, float value) {
+    if (value == 0.0f) {
+        memset(x, 0, (size_t)count * sizeof *x);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++) x[i] = value;
+}
+
+void hpu_scale(float* x, int64_t count, float alpha) {
+    for (int64_t i = 0; i < count; i++) x[i] *= alpha;
+}
+
+void hpu_axpy(const float* x, float* y, int64_t count, float alpha) {
+    for (int64_t i = 0; i < count; i++) y[i] += alpha * x[i];
+}
+
+void hpu_add(const float* a, const float* b, float* out, int64_t count) {
+    for (int64_t i = 0; i < count; i++) out[i] = a[i] + b[i];
+}
+
+void hpu_sum_sq(const float* x, int64_t count, float* result) {
+    /* Float partial sums over short runs folded into a double: as exact as a double loop for gradient norms, at
+     * float speed (the inner loop vectorises; a double accumulator would not without reassociation). */
+    double total = 0.0;
+    for (int64_t start = 0; start < count; start += 4096) {
+        int64_t end = start + 4096 < count ? start + 4096 : count;
+        v8f acc = splat8(0.0f);
+        int64_t i = start;
+        for (; i + 8 <= end; i += 8) {
+            v8f v = load8(x + i);
+            acc += v * v;
+        }
+        float tail = 0.0f;
+        for (; i < end; i++) tail += x[i] * x[i];
+        total += (double)sum8(acc) + (double)tail;
+    }
+    *result = (float)total;
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Matrix product                                                                                                 */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+void hpu_gemm(const HpuGemmParams* p, const float* a, const float* b, float* c) {
+    if (p->k == 0) {
+        /* No product to add: OpenBLAS would still want valid A and B pointers, which a 0-extent bind leaves null. */
+        for (int64_t r = 0; r < p->m; r++) {
+            float* row = c + r * p->ldc;
+            for (int64_t j = 0; j < p->n; j++) row[j] = p->beta == 0.0f ? 0.0f : p->beta * row[j];
+        }
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, p->transA ? CblasTrans : CblasNoTrans, p->transB ? CblasTrans : CblasNoTrans,
+                (int)p->m, (int)p->n, (int)p->k, p->alpha, a, (int)p->lda, b, (int)p->ldb, p->beta, c, (int)p->ldc);
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Embedding                                                                                                      */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+static synStatus check_tokens(const int32_t* tokens, int64_t count, int64_t vocab, const char* guid) {
+    for (int64_t i = 0; i < count; i++) {
+        if (tokens[i] < 0 || tokens[i] >= vocab) {
+            return hpu_fail(synKernelFailed, "%s: token id %d at position %lld is outside the vocabulary of %lld", guid,
+                            tokens[i], (long long)i, (long long)vocab);
+        }
+    }
+    return synSuccess;
+}
+
+synStatus hpu_embedding_fwd(const int32_t* tokens, const float* table, float* out, int64_t count, int64_t dim,
+                            int64_t vocab) {
+    synStatus status = check_tokens(tokens, count, vocab, HPU_GUID_EMBEDDING_FWD);
+    if (status != synSuccess) return status;
+    for (int64_t i = 0; i < count; i++) {
+        memcpy(out + i * dim, table + (int64_t)tokens[i] * dim, (size_t)dim * sizeof *out);
+    }
+    return synSuccess;
+}
+
+synStatus hpu_embedding_bwd(const int32_t* tokens, const float* dOut, float* dTable, int64_t count, int64_t dim,
+                            int64_t vocab) {
+    synStatus status = check_tokens(tokens, count, vocab, HPU_GUID_EMBEDDING_BWD);
+    if (status != synSuccess) return status;
+    /* In token order, so repeated ids accumulate in the same order as on the CPU backend. */
+    for (int64_t i = 0; i < count; i++) {
+        const float* src = dOut + i * dim;
+        float* dst = dTable + (int64_t)tokens[i] * dim;
+        for (int64_t c = 0; c < dim; c++) dst[c] += src[c];
+    }
+    return synSuccess;
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* RMSNorm                                                                                                        */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+/* sum(a[i] * b[i]) in 8 float lanes plus a tail, the CPU backend's `dot`. */
+VECTOR_INLINE float dot8(const float* a, const float* b, int64_t n) {
+    v8f acc = splat8(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) acc += load8(a + i) * load8(b + i);
+    float tail = 0.0f;
+    for (; i < n; i++) tail += a[i] * b[i];
+    return sum8(acc) + tail;
+}
+
+typedef struct RmsFwd {
+    const float *x, *w;
+    float *out, *rstd;
+    int64_t dim;
+    float eps;
+} RmsFwd;
+
+static void rms_fwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const RmsFwd* c = context;
+    for (int64_t r = begin; r < end; r++) {
+        const float* xr = c->x + r * c->dim;
+        float* yr = c->out + r * c->dim;
+        float s = 1.0f / sqrtf(dot8(xr, xr, c->dim) / (float)c->dim + c->eps);
+        c->rstd[r] = s;
+        for (int64_t i = 0; i < c->dim; i++) yr[i] = xr[i] * s * c->w[i];
+    }
+}
+
+void hpu_rms_norm_fwd(const float* x, const float* weight, float* out, float* rstd, int64_t rows, int64_t dim,
+                      float eps) {
+    RmsFwd context = {x, weight, out, rstd, dim, eps};
+    hpu_parallel_chunks(rows, 16, rms_fwd_chunk, &context);
+}
+
+typedef struct RmsBwd {
+    const float *dy, *x, *w, *rstd;
+    float *dx, *partial;
+    int64_t dim;
+} RmsBwd;
+
+static void rms_bwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    const RmsBwd* c = context;
+    const int64_t dim = c->dim;
+    float* dwc = c->partial + chunk * dim;
+    for (int64_t r = begin; r < end; r++) {
+        const float *xr = c->x + r * dim, *dyr = c->dy + r * dim;
+        float* dxr = c->dx + r * dim;
+        float s = c->rstd[r];
+        /* dx = s * (w*dy - xhat * mean(xhat * w*dy)), xhat = x*s */
+        v8f acc = splat8(0.0f);
+        int64_t i = 0;
+        for (; i + 8 <= dim; i += 8) acc += load8(dyr + i) * load8(c->w + i) * load8(xr + i);
+        float tail = 0.0f;
+        for (; i < dim; i++) tail += dyr[i] * c->w[i] * xr[i];
+        float mean_term = (sum8(acc) + tail) * s * s / (float)dim;
+        for (i = 0; i < dim; i++) {
+            dxr[i] = dxr[i] + s * (dyr[i] * c->w[i] - xr[i] * mean_term);
+            dwc[i] = dwc[i] + dyr[i] * xr[i] * s;
+        }
+    }
+}
+
+void hpu_rms_norm_bwd(const float* dOut, const float* x, const float* weight, const float* rstd, float* dX,
+                      float* dWeight, int64_t rows, int64_t dim) {
+    /* Each chunk sums its rows' weight gradient privately; partials are added in chunk order (deterministic). */
+    int64_t chunks = hpu_chunk_count(rows, 16);
+    float* partial = calloc((size_t)(chunks * dim), sizeof *partial);
+    RmsBwd context = {dOut, x, weight, rstd, dX, partial, dim};
+    if (!partial) {
+        /* No scratch: one serial chunk accumulating straight into dWeight is still correct. */
+        context.partial = dWeight;
+        rms_bwd_chunk(&context, 0, 0, rows);
+        return;
+    }
+    hpu_parallel_chunks(rows, 16, rms_bwd_chunk, &context);
+    for (int64_t chunk = 0; chunk < chunks; chunk++) {
+        const float* dwc = partial + chunk * dim;
+        for (int64_t i = 0; i < dim; i++) dWeight[i] += dwc[i];
+    }
+    free(partial);
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Rotary embedding                                                                                               */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct Rope {
+    float* x;
+    const float *cos, *sin;
+    const HpuRopeParams* p;
+} Rope;
+
+static void rope_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const Rope* c = context;
+    const int64_t heads = c->p->heads, head_dim = c->p->headDim, half = head_dim / 2, seq = c->p->seqLen;
+    const float sign = c->p->inverse ? -1.0f : 1.0f;
+    for (int64_t row = begin; row < end; row++) {
+        int64_t t = row % seq;
+        const float *cr = c->cos + t * half, *sr = c->sin + t * half;
+        for (int64_t h = 0; h < heads; h++) {
+            float* v = c->x + (row * heads + h) * head_dim;
+            for (int64_t i = 0; i < half; i++) {
+                float x1 = v[i], x2 = v[i + half], si = sign * sr[i];
+                v[i] = x1 * cr[i] - x2 * si;
+                v[i + half] = x2 * cr[i] + x1 * si;
+            }
+        }
+    }
+}
+
+void hpu_rope(float* x, const float* cosTable, const float* sinTable, const HpuRopeParams* p) {
+    Rope context = {x, cosTable, sinTable, p};
+    hpu_parallel_chunks(p->batch * p->seqLen, 32, rope_chunk, &context);
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Attention                                                                                                      */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+/* Query rows per block: a block's scores need only the keys up to its last row, which skips most of the masked
+ * upper triangle while keeping each product large enough for sgemm to run at speed. */
+#define ATTENTION_BLOCK 64
+
+typedef struct Attention {
+    const float *dOut, *q, *k, *v, *out, *lse;
+    float *o, *lse_out, *dQ, *dK, *dV;
+    const HpuAttentionParams* p;
+} Attention;
+
+/* Forward for (b, h) pairs [begin, end). */
+static void attention_fwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const Attention* c = context;
+    const int64_t T = c->p->seqLen, H = c->p->heads, KV = c->p->kvHeads, D = c->p->headDim;
+    const int64_t group = H / KV;
+    const float scale = 1.0f / sqrtf((float)D);
+    float* scores = malloc((size_t)(ATTENTION_BLOCK * T) * sizeof *scores);
+    if (!scores) return; /* a host out of memory this small cannot be reported from here; outputs stay stale */
+    for (int64_t bh = begin; bh < end; bh++) {
+        int64_t b = bh / H, h = bh % H, kvh = h / group;
+        const float* qb = c->q + (b * T * H + h) * D;
+        const float* kb = c->k + (b * T * KV + kvh) * D;
+        const float* vb = c->v + (b * T * KV + kvh) * D;
+        float* ob = c->o + (b * T * H + h) * D;
+        float* lse = c->lse_out + (b * H + h) * T;
+        for (int64_t t0 = 0; t0 < T; t0 += ATTENTION_BLOCK) {
+            int64_t rows = T - t0 < ATTENTION_BLOCK ? T - t0 : ATTENTION_BLOCK;
+            int64_t keys = t0 + rows;
+            /* S = scale * Q[t0:t0+rows] K[0:keys]^T, leading dimension `keys` */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, (int)D, scale,
+                        qb + t0 * H * D, (int)(H * D), kb, (int)(KV * D), 0.0f, scores, (int)keys);
+            for (int64_t i = 0; i < rows; i++) {
+                int64_t t = t0 + i;
+                float* s = scores + i * keys;
+                float max = max_of(s, t + 1);
+                float sum = exp_in_place(s, t + 1, max);
+                scale_in_place(s, t + 1, 1.0f / sum);
+                memset(s + t + 1, 0, (size_t)(keys - t - 1) * sizeof *s);
+                lse[t] = max + logf(sum);
+            }
+            /* O[t0:t0+rows] = P V[0:keys] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)D, (int)keys, 1.0f, scores,
+                        (int)keys, vb, (int)(KV * D), 0.0f, ob + t0 * H * D, (int)(H * D));
+        }
+    }
+    free(scores);
+}
+
+/* Backward for (b, kv head) groups [begin, end): a group owns its dK and dV rows, so chunks never race. */
+static void attention_bwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const Attention* c = context;
+    const int64_t T = c->p->seqLen, H = c->p->heads, KV = c->p->kvHeads, D = c->p->headDim;
+    const int64_t group = H / KV;
+    const float scale = 1.0f / sqrtf((float)D);
+    float* probabilities = malloc((size_t)(2 * ATTENTION_BLOCK * T) * sizeof *probabilities);
+    if (!probabilities) return;
+    float* dScores = probabilities + ATTENTION_BLOCK * T;
+    for (int64_t bk = begin; bk < end; bk++) {
+        int64_t b = bk / KV, kvh = bk % KV;
+        const float* kb = c->k + (b * T * KV + kvh) * D;
+        const float* vb = c->v + (b * T * KV + kvh) * D;
+        float* dkb = c->dK + (b * T * KV + kvh) * D;
+        float* dvb = c->dV + (b * T * KV + kvh) * D;
+        for (int64_t t = 0; t < T; t++) {
+            memset(dkb + t * KV * D, 0, (size_t)D * sizeof *dkb);
+            memset(dvb + t * KV * D, 0, (size_t)D * sizeof *dvb);
+        }
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+            const float* qb = c->q + (b * T * H + h) * D;
+            const float* ob = c->out + (b * T * H + h) * D;
+            const float* dob = c->dOut + (b * T * H + h) * D;
+            float* dqb = c->dQ + (b * T * H + h) * D;
+            const float* lse = c->lse + (b * H + h) * T;
+            for (int64_t t0 = 0; t0 < T; t0 += ATTENTION_BLOCK) {
+                int64_t rows = T - t0 < ATTENTION_BLOCK ? T - t0 : ATTENTION_BLOCK;
+                int64_t keys = t0 + rows;
+                float* P = probabilities;
+                float* dS = dScores;
+                /* Recompute P = exp(scale * Q K^T - lse) from the saved log-sum-exp. */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, (int)D, scale,
+                            qb + t0 * H * D, (int)(H * D), kb, (int)(KV * D), 0.0f, P, (int)keys);
+                /* dP = dO V^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, (int)D, 1.0f,
+                            dob + t0 * H * D, (int)(H * D), vb, (int)(KV * D), 0.0f, dS, (int)keys);
+                for (int64_t i = 0; i < rows; i++) {
+                    int64_t t = t0 + i;
+                    float* pr = P + i * keys;
+                    float* dsr = dS + i * keys;
+                    /* sum_j P_j dP_j = dO . O, cheaper than the row sum and exact up to rounding */
+                    float delta = dot8(dob + t * H * D, ob + t * H * D, D);
+                    (void)exp_in_place(pr, t + 1, lse[t]);
+                    for (int64_t j = 0; j <= t; j++) dsr[j] = pr[j] * (dsr[j] - delta);
+                    memset(pr + t + 1, 0, (size_t)(keys - t - 1) * sizeof *pr);
+                    memset(dsr + t + 1, 0, (size_t)(keys - t - 1) * sizeof *dsr);
+                }
+                /* dV += P^T dO; dQ = scale * dS K; dK += scale * dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)keys, (int)D, (int)rows, 1.0f, P,
+                            (int)keys, dob + t0 * H * D, (int)(H * D), 1.0f, dvb, (int)(KV * D));
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)D, (int)keys, scale, dS,
+                            (int)keys, kb, (int)(KV * D), 0.0f, dqb + t0 * H * D, (int)(H * D));
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)keys, (int)D, (int)rows, scale, dS,
+                            (int)keys, qb + t0 * H * D, (int)(H * D), 1.0f, dkb, (int)(KV * D));
+            }
+        }
+    }
+    free(probabilities);
+}
+
+/* The pool splits over heads; BLAS inside each chunk stays on its chunk's thread, so the two do not fight. */
+static void run_with_serial_blas(int64_t tasks, hpu_chunk_fn body, void* context) {
+    int previous = openblas_get_num_threads();
+    int split = hpu_chunk_count(tasks, 1) > 1;
+    if (split && previous != 1) openblas_set_num_threads(1);
+    hpu_parallel_chunks(tasks, 1, body, context);
+    if (split && previous != 1) openblas_set_num_threads(previous);
+}
+
+void hpu_attention_fwd(const float* q, const float* k, const float* v, float* out, float* lse,
+                       const HpuAttentionParams* p) {
+    Attention context = {.q = q, .k = k, .v = v, .o = out, .lse_out = lse, .p = p};
+    run_with_serial_blas(p->batch * p->heads, attention_fwd_chunk, &context);
+}
+
+void hpu_attention_bwd(const float* dOut, const float* q, const float* k, const float* v, const float* out,
+                       const float* lse, float* dQ, float* dK, float* dV, const HpuAttentionParams* p) {
+    Attention context = {.dOut = dOut, .q = q, .k = k, .v = v, .out = out, .lse = lse, .dQ = dQ, .dK = dK, .dV = dV,
+                         .p = p};
+    run_with_serial_blas(p->batch * p->kvHeads, attention_bwd_chunk, &context);
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* SwiGLU                                                                                                         */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct Swiglu {
+    const float *dy, *g, *u;
+    float *out, *dg, *du;
+} Swiglu;
+
+static void swiglu_fwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const Swiglu* c = context;
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+        v8f g = load8(c->g + i);
+        store8(c->out + i, g * sigmoid8(g) * load8(c->u + i));
+    }
+    for (; i < end; i++) {
+        float g = c->g[i];
+        c->out[i] = g * fast_sigmoid(g) * c->u[i];
+    }
+}
+
+static void swiglu_bwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const Swiglu* c = context;
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+        v8f g = load8(c->g + i), dy = load8(c->dy + i);
+        v8f s = sigmoid8(g);
+        store8(c->du + i, dy * g * s);
+        store8(c->dg + i, dy * load8(c->u + i) * s * (1.0f + g * (1.0f - s)));
+    }
+    for (; i < end; i++) {
+        float g = c->g[i], dy = c->dy[i];
+        float s = fast_sigmoid(g);
+        c->du[i] = dy * g * s;
+        c->dg[i] = dy * c->u[i] * s * (1.0f + g * (1.0f - s));
+    }
+}
+
+void hpu_swiglu_fwd(const float* gate, const float* up, float* out, int64_t count) {
+    Swiglu context = {.g = gate, .u = up, .out = out};
+    hpu_parallel_chunks(count, 1 << 14, swiglu_fwd_chunk, &context);
+}
+
+void hpu_swiglu_bwd(const float* dOut, const float* gate, const float* up, float* dGate, float* dUp,
+                    int64_t count) {
+    Swiglu context = {.dy = dOut, .g = gate, .u = up, .dg = dGate, .du = dUp};
+    hpu_parallel_chunks(count, 1 << 14, swiglu_bwd_chunk, &context);
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* Cross-entropy                                                                                                  */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct CrossEntropy {
+    float* logits;
+    const int32_t* targets;
+    float* losses;
+    int64_t vocab;
+    float loss_scale;
+} CrossEntropy;
+
+static void cross_entropy_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const CrossEntropy* c = context;
+    const int64_t V = c->vocab;
+    for (int64_t r = begin; r < end; r++) {
+        float* row = c->logits + r * V;
+        int32_t target = c->targets[r];
+        if (target < 0) {
+            c->losses[r] = 0.0f;
+            memset(row, 0, (size_t)V * sizeof *row);
+            continue;
+        }
+        float target_logit = row[target];
+        float max = max_of(row, V);
+        float sum = exp_in_place(row, V, max);
+        c->losses[r] = logf(sum) + max - target_logit;
+        scale_in_place(row, V, c->loss_scale / sum);
+        row[target] -= c->loss_scale;
+    }
+}
+
+synStatus hpu_cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t rows, int64_t vocab,
+                            float lossScale) {
+    /* Checked up front so a bad target leaves every row untouched. */
+    for (int64_t r = 0; r < rows; r++) {
+        if (targets[r] >= vocab) {
+            return hpu_fail(synKernelFailed, "%s: target %d at row %lld is outside the vocabulary of %lld",
+                            HPU_GUID_CROSS_ENTROPY, targets[r], (long long)r, (long long)vocab);
+        }
+    }
+    CrossEntropy context = {logits, targets, losses, vocab, lossScale};
+    hpu_parallel_chunks(rows, 1, cross_entropy_chunk, &context);
+    return synSuccess;
+}
+
+/* ------------------------------------------------------------------------------------------------------------- */
+/* AdamW                                                                                                          */
+/* ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct AdamW {
+    float *p, *m, *v;
+    const float* g;
+    float decay, step_size, correction2_sqrt, beta2, one_minus_beta1, one_minus_beta2, eps;
+} AdamW;
+
+static void adamw_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
+    (void)chunk;
+    const AdamW* c = context;
+    for (int64_t i = begin; i < end; i++) {
+        float g = c->g[i];
+        float m = c->m[i] + c->one_minus_beta1 * (g - c->m[i]);
+        float v = c->v[i] * c->beta2 + c->one_minus_beta2 * g * g;
+        c->m[i] = m;
+        c->v[i] = v;
+        c->p[i] = c->p[i] * c->decay - c->step_size * m / (sqrtf(v) / c->correction2_sqrt + c->eps);
+    }
+}
+
+void hpu_adamw(float* params, const float* grads, float* m, float* v, const HpuAdamWParams* p) {
+    /* torch.optim.AdamW's single-tensor order: decay, lerp of m, then step_size * m / (sqrt(v) / sqrt(bc2) + eps),
+     * bias corrections in double as Python computes them. */
+    double correction1 = 1.0 - pow((double)p->beta1, (double)p->step);
+    double correction2 = 1.0 - pow((double)p->beta2, (double)p->step);
+    AdamW context = {
+        .p = params, .m = m, .v = v, .g = grads,
+        .decay = 1.0f - p->lr * p->weightDecay,
+        .step_size = (float)((double)p->lr / correction1),
+        .correction2_sqrt = (float)sqrt(correction2),
+        .beta2 = p->beta2,
+        .one_minus_beta1 = 1.0f - p->beta1,
+        .one_minus_beta2 = 1.0f - p->beta2,
+        .eps = p->eps,
+    };
+    hpu_parallel_chunks(p->count, 1 << 15, adamw_chunk, &context);
+}
