@@ -97,9 +97,19 @@ final class MPIJobTests: XCTestCase {
     }
 
     /// Rank 3 of 4 hits the injected failure (SWIFTDRAFT_TEST_FAIL_AT=3:5) and throws while ranks 0-2 are blocked in
-    /// the step's all-reduce: the error goes through abortOnError -> MPI_Abort, and the job ends within seconds.
+    /// the step's all-reduce (the reducer's MPI_Waitall): the error goes through abortOnError -> MPI_Abort, and the
+    /// job ends within seconds.
     func testInjectedFailureOnRank3EndsWholeJobQuickly() throws {
-        let result = try Job.mpirun(ranks: 4, ["fail", "--mode", "throw"],
+        try checkInjectedFailure(collective: "reducer")
+    }
+
+    /// The same with the healthy ranks blocked in a plain MPI_Allreduce.
+    func testInjectedFailureDuringBlockingAllReduce() throws {
+        try checkInjectedFailure(collective: "blocking")
+    }
+
+    private func checkInjectedFailure(collective: String) throws {
+        let result = try Job.mpirun(ranks: 4, ["fail", "--mode", "throw", "--collective", collective],
                                     environment: ["SWIFTDRAFT_TEST_FAIL_AT": "3:5"], timeout: 60)
         XCTAssertFalse(result.timedOut, "job hung: \(result.transcript)")
         XCTAssertNotEqual(result.status, 0, result.transcript)

@@ -2,7 +2,7 @@
 // DraftDistributedTests (and by hand for the benchmark). Every rank runs the same command; rank 0 reports.
 //
 //   mpi-selftest check [--elements N] [--bucket-bytes B]   reducer bits vs reference, overlap on/off; scalars; broadcast
-//   mpi-selftest fail  [--rank R] [--step S] [--mode throw|abort] [--progress-thread 0|1]
+//   mpi-selftest fail  [--rank R] [--step S] [--mode throw|abort] [--collective reducer|blocking] [--progress-thread 0|1]
 //                                                           rank R fails at step S while the others all-reduce
 //   mpi-selftest bench [--mb M] [--bucket-mb B] [--layers L] [--compute-ms C] [--iters K]
 //   mpi-selftest train ARGS...                               stand-in for `swiftdraft train` when testing launch/train.sh
@@ -219,6 +219,8 @@ func runFail(_ comm: any Communicator, _ options: Options) throws {
     let reducer = GradientReducer(communicator: comm, gradient: buffer.baseAddress!, count: buffer.count,
                                   bucketBytes: 1 << 20, overlap: true,
                                   progressThread: options.int("progress-thread", 0) != 0)
+    // Where the healthy ranks are stuck when the failing one leaves: a plain MPI_Allreduce or the reducer's Waitall.
+    let blocking = (options.values["collective"] ?? "reducer") == "blocking"
     for step in 0..<1000 {
         // The trainer's shape: the hook throws, and the one top-level handler aborts the job.
         comm.abortOnError {
@@ -230,7 +232,11 @@ func runFail(_ comm: any Communicator, _ options: Options) throws {
                 usleep(300_000)
                 comm.abort(exitCode: 3, message: "requested abort at step \(step)")
             }
-            try reduceLikeBackward(reducer, count: buffer.count, layerElements: 50_000)
+            if blocking {
+                try comm.allReduceSum(buffer)
+            } else {
+                try reduceLikeBackward(reducer, count: buffer.count, layerElements: 50_000)
+            }
         }
     }
     say(comm, "fail: no rank failed (is rank \(failRank) in the world?)")
