@@ -76,7 +76,7 @@ public struct CorpusTokenizer {
                 if groupBytes >= 64 << 20 { try flush() }
             }
             if !group.isEmpty { try flush() }
-            guard train.tokens + validation.tokens > 0 else {
+            guard train.tokens + train.buffer.count + validation.tokens + validation.buffer.count > 0 else {
                 throw DataError("\(inputs.joined(separator: " ")): no documents with text (expected UTF-8 \(format == .text ? "text files" : "JSONL records with field '\(field)'"))")
             }
             try train.finish(eos: tokenizer.eosTokenID, writer: self, directory: staging)

@@ -303,7 +303,8 @@ public final class Trainer {
         if device is CPUDevice {
             let pointer = UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!
             reducer = GradientReducer(communicator: communicator, gradient: pointer, count: count,
-                                      bucketBytes: bucketBytes, overlap: config.distributed.overlap)
+                                      bucketBytes: bucketBytes, overlap: config.distributed.overlap,
+                                      progressThread: config.distributed.overlap)
         } else {
             let staging = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
             staging.initialize(repeating: 0)
