@@ -22,7 +22,13 @@ public struct ByteTokenizer: Tokenizer {
 
 /// Loads a tokenizer from a specification: `bytes` for the built-in byte tokenizer, else a path to a Hugging Face
 /// `tokenizer.json` or a `.gguf` file holding tokenizer metadata.
+///
+/// A path ending in `.json` is read as a Hugging Face tokenizer.json, one ending in `.gguf` as a GGUF file's
+/// tokenizer metadata (both give a ``BPETokenizer``). Anything unusable is a ``TokenizerError`` naming the file.
 public func loadTokenizer(_ spec: String) throws -> any Tokenizer {
     if spec == "bytes" { return ByteTokenizer() }
+    let lower = spec.lowercased()
+    if lower.hasSuffix(".json") { return try loadHFTokenizerJSON(path: spec) }
+    if lower.hasSuffix(".gguf") { return try loadGGUFTokenizer(path: spec) }
     throw TokenizerError("\(spec): unsupported tokenizer (expected 'bytes', a tokenizer.json or a .gguf file)")
 }

