@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "DraftDistributedTests", dependencies: ["DraftDistributed"]),
         .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
-        .testTarget(name: "SwiftDraftCLITests", dependencies: ["DraftTraining"]),
+        .testTarget(name: "SwiftDraftCLITests", dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -21,7 +21,20 @@ public final class LlamaModel {
 
     /// Rows of the LM head processed at once. The full `(N, V)` logits of a 32k vocabulary would be 260 MB per
     /// micro-batch of 2048 tokens; chunks of about 8M logits bound that to 32 MB at no cost in speed.
-    private var headChunkRows: Int { max(1, min(1024, (8 << 20) / config.vocabSize)) }
+    private var headChunkRows: Int { Self.headChunkRows(vocab: config.vocabSize) }
+
+    static func headChunkRows(vocab: Int) -> Int { max(1, min(1024, (8 << 20) / vocab)) }
+
+    /// Bytes of device memory the activations and backward scratch of one `(batch, seqLen)` micro-batch take: exactly
+    /// what a training step allocates (the planner's activation figure).
+    public static func activationBytes(config c: ModelConfig, batch: Int, seqLen: Int) -> Int {
+        let n = batch * seqLen, qc = c.heads * c.headDim, kc = c.kvDim, f = c.ffnDim, d = c.dim
+        let headRows = min(headChunkRows(vocab: c.vocabSize), n)
+        let perLayer = 3 * n * d + 2 * n + 2 * n * qc + 2 * n * kc + batch * c.heads * seqLen + 3 * n * f
+        let floats = (c.layers + 1) * n * d + c.layers * perLayer + n * d + n + headRows * c.vocabSize + headRows
+            + 3 * n * d + 2 * n * qc + 2 * n * kc + 3 * n * f
+        return 4 * floats + 2 * 4 * n
+    }
 
     public init(config: ModelConfig, device: any Device) throws {
         if let problem = config.firstProblem() {

@@ -1,0 +1,48 @@
+import ArgumentParser
+import DraftTraining
+import Foundation
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The schedule's arithmetic: steps and tokens per stage, FLOPs per token, memory per device, the tokens/s each device must sustain for the time budget, ETA. Exits 1 when it does not fit.")
+
+    @Option(help: "The run's YAML config.") var config: String
+    @Option(help: "Devices (ranks); default: distributed.world_size.") var devices: Int?
+    @Option(name: .customLong("tokens-per-second"), help: "Measured or expected training tokens/s per device.")
+    var tokensPerSecond: Double?
+    @Option(name: .customLong("device-memory-gb"), help: "Memory per device; default 96 (Gaudi 2 HBM) for hpu, RAM / devices for cpu.")
+    var deviceMemoryGB: Double?
+    @Option(help: "cpu or hpu (overrides device.kind).") var device: String?
+
+    func run() throws {
+        do {
+            var config = try TrainingConfig.load(path: self.config, requireData: false)
+            if let device { config.device.kind = device }
+            let n = devices ?? config.distributed.worldSize
+            guard n > 0, config.sequencesPerStep % (n * config.schedule.microBatch) == 0 else {
+                throw ConfigError("\(self.config): schedule: \(config.sequencesPerStep) sequences per step cannot be split over \(n) devices x micro_batch \(config.schedule.microBatch)")
+            }
+            let memory: Double
+            if let deviceMemoryGB {
+                memory = deviceMemoryGB * 1e9
+            } else if config.device.kind == "hpu" {
+                // The stub plugin's per-module limit when it is the plugin in use; else a Gaudi 2's 96 GB.
+                let stub = ProcessInfo.processInfo.environment["HPU_STUB_MEMORY_MB"].flatMap(Double.init)
+                memory = stub.map { $0 * 1_048_576 } ?? 96e9
+            } else {
+                memory = Double(ProcessInfo.processInfo.physicalMemory) / Double(n)
+            }
+            let plan = TrainingPlan(config: config, devices: n, tokensPerSecond: tokensPerSecond,
+                                    deviceMemoryBytes: Int(memory))
+            print(plan.report)
+            if !plan.fitsMemory {
+                FileHandle.standardError.write(Data("warning: \(self.config): needs \(plan.totalBytesPerDevice) bytes per device, the device has \(Int(memory))\n".utf8))
+            }
+            if !(plan.fitsMemory && plan.fitsTime) { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            exitOnError(error)
+        }
+    }
+}
