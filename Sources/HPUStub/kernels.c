@@ -327,17 +327,17 @@ typedef struct Attention {
     const float *dOut, *q, *k, *v, *out, *lse;
     float *o, *lse_out, *dQ, *dK, *dV;
     const HpuAttentionParams* p;
+    float* scratch;          /* per chunk: scratch + chunk * scratch_per_chunk */
+    size_t scratch_per_chunk;
 } Attention;
 
 /* Forward for (b, h) pairs [begin, end). */
 static void attention_fwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
-    (void)chunk;
     const Attention* c = context;
     const int64_t T = c->p->seqLen, H = c->p->heads, KV = c->p->kvHeads, D = c->p->headDim;
     const int64_t group = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
-    float* scores = malloc((size_t)(ATTENTION_BLOCK * T) * sizeof *scores);
-    if (!scores) return; /* a host out of memory this small cannot be reported from here; outputs stay stale */
+    float* scores = c->scratch + (size_t)chunk * c->scratch_per_chunk;
     for (int64_t bh = begin; bh < end; bh++) {
         int64_t b = bh / H, h = bh % H, kvh = h / group;
         const float* qb = c->q + (b * T * H + h) * D;
@@ -365,18 +365,15 @@ static void attention_fwd_chunk(void* context, int64_t chunk, int64_t begin, int
                         (int)keys, vb, (int)(KV * D), 0.0f, ob + t0 * H * D, (int)(H * D));
         }
     }
-    free(scores);
 }
 
 /* Backward for (b, kv head) groups [begin, end): a group owns its dK and dV rows, so chunks never race. */
 static void attention_bwd_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
-    (void)chunk;
     const Attention* c = context;
     const int64_t T = c->p->seqLen, H = c->p->heads, KV = c->p->kvHeads, D = c->p->headDim;
     const int64_t group = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
-    float* probabilities = malloc((size_t)(2 * ATTENTION_BLOCK * T) * sizeof *probabilities);
-    if (!probabilities) return;
+    float* probabilities = c->scratch + (size_t)chunk * c->scratch_per_chunk;
     float* dScores = probabilities + ATTENTION_BLOCK * T;
     for (int64_t bk = begin; bk < end; bk++) {
         int64_t b = bk / KV, kvh = bk % KV;
@@ -426,29 +423,41 @@ static void attention_bwd_chunk(void* context, int64_t chunk, int64_t begin, int
             }
         }
     }
-    free(probabilities);
 }
 
-/* The pool splits over heads; BLAS inside each chunk stays on its chunk's thread, so the two do not fight. */
-static void run_with_serial_blas(int64_t tasks, hpu_chunk_fn body, void* context) {
+/* The pool splits over heads; BLAS inside each chunk stays on its chunk's thread, so the two do not fight.
+ * Scratch for every chunk is taken up front, so a host out of memory fails the launch before anything is written. */
+static synStatus run_attention(Attention* context, int64_t tasks, size_t floats_per_chunk, hpu_chunk_fn body,
+                               const char* guid) {
+    int64_t chunks = hpu_chunk_count(tasks, 1);
+    context->scratch_per_chunk = floats_per_chunk;
+    context->scratch = malloc((size_t)chunks * floats_per_chunk * sizeof(float));
+    if (!context->scratch) {
+        return hpu_fail(synOutOfHostMemory, "%s: no host memory for %lld x %zu floats of scratch", guid,
+                        (long long)chunks, floats_per_chunk);
+    }
     int previous = openblas_get_num_threads();
-    int split = hpu_chunk_count(tasks, 1) > 1;
-    if (split && previous != 1) openblas_set_num_threads(1);
+    int serial = chunks > 1 && previous != 1;
+    if (serial) openblas_set_num_threads(1);
     hpu_parallel_chunks(tasks, 1, body, context);
-    if (split && previous != 1) openblas_set_num_threads(previous);
+    if (serial) openblas_set_num_threads(previous);
+    free(context->scratch);
+    return synSuccess;
 }
 
-void hpu_attention_fwd(const float* q, const float* k, const float* v, float* out, float* lse,
-                       const HpuAttentionParams* p) {
+synStatus hpu_attention_fwd(const float* q, const float* k, const float* v, float* out, float* lse,
+                            const HpuAttentionParams* p) {
     Attention context = {.q = q, .k = k, .v = v, .o = out, .lse_out = lse, .p = p};
-    run_with_serial_blas(p->batch * p->heads, attention_fwd_chunk, &context);
+    return run_attention(&context, p->batch * p->heads, (size_t)(ATTENTION_BLOCK * p->seqLen), attention_fwd_chunk,
+                         HPU_GUID_ATTENTION_FWD);
 }
 
-void hpu_attention_bwd(const float* dOut, const float* q, const float* k, const float* v, const float* out,
-                       const float* lse, float* dQ, float* dK, float* dV, const HpuAttentionParams* p) {
+synStatus hpu_attention_bwd(const float* dOut, const float* q, const float* k, const float* v, const float* out,
+                            const float* lse, float* dQ, float* dK, float* dV, const HpuAttentionParams* p) {
     Attention context = {.dOut = dOut, .q = q, .k = k, .v = v, .out = out, .lse = lse, .dQ = dQ, .dK = dK, .dV = dV,
                          .p = p};
-    run_with_serial_blas(p->batch * p->kvHeads, attention_bwd_chunk, &context);
+    return run_attention(&context, p->batch * p->kvHeads, (size_t)(2 * ATTENTION_BLOCK * p->seqLen),
+                         attention_bwd_chunk, HPU_GUID_ATTENTION_BWD);
 }
 
 /* ------------------------------------------------------------------------------------------------------------- */
@@ -563,7 +572,18 @@ typedef struct AdamW {
 static void adamw_chunk(void* context, int64_t chunk, int64_t begin, int64_t end) {
     (void)chunk;
     const AdamW* c = context;
-    for (int64_t i = begin; i < end; i++) {
+    int64_t i = begin;
+    /* Explicit vectors: sqrtf may set errno, so clang will not vectorise the scalar loop by itself. */
+    for (; i + 8 <= end; i += 8) {
+        v8f g = load8(c->g + i), m = load8(c->m + i);
+        m += c->one_minus_beta1 * (g - m);
+        v8f v = load8(c->v + i) * c->beta2 + c->one_minus_beta2 * g * g;
+        v8f denominator = __builtin_elementwise_sqrt(v) / c->correction2_sqrt + c->eps;
+        store8(c->m + i, m);
+        store8(c->v + i, v);
+        store8(c->p + i, load8(c->p + i) * c->decay - c->step_size * m / denominator);
+    }
+    for (; i < end; i++) {
         float g = c->g[i];
         float m = c->m[i] + c->one_minus_beta1 * (g - c->m[i]);
         float v = c->v[i] * c->beta2 + c->one_minus_beta2 * g * g;

@@ -658,6 +658,10 @@ static int extent3(int64_t a, int64_t b, int64_t c, uint64_t* out) {
 static synStatus bind(Launch* launch, uint32_t index, uint64_t elements, const char* name) {
     char what[96];
     snprintf(what, sizeof what, "%s tensor %u (%s)", launch->guid, index, name);
+    if (elements > UINT64_MAX / 4) {
+        return hpu_fail(synInvalidArgument, "%s: %llu elements overflow a byte count", what,
+                        (unsigned long long)elements);
+    }
     return resolve(launch->device, launch->tensors[index], elements * 4, 4, &launch->host[index], what);
 }
 
@@ -809,11 +813,12 @@ static synStatus run_rope(Launch* l, const void* raw) {
 
 static synStatus attention_extents(Launch* l, const HpuAttentionParams* p, uint64_t* q_elements,
                                    uint64_t* kv_elements, uint64_t* lse_elements) {
-    uint64_t tokens;
+    uint64_t tokens, row, kv_row;
     if (!extent3(p->batch, p->seqLen, 1, &tokens) || !extent3((int64_t)tokens, p->heads, p->headDim, q_elements) ||
         !extent3((int64_t)tokens, p->kvHeads, p->headDim, kv_elements) ||
-        !extent3(p->batch, p->heads, p->seqLen, lse_elements) || p->seqLen > 0x7FFFFFFF || p->headDim > 0x7FFFFFFF ||
-        p->heads * p->headDim > 0x7FFFFFFF) {
+        !extent3(p->batch, p->heads, p->seqLen, lse_elements) || !extent3(p->heads, p->headDim, 1, &row) ||
+        !extent3(p->kvHeads, p->headDim, 1, &kv_row) || row > 0x7FFFFFFF || kv_row > 0x7FFFFFFF ||
+        p->seqLen > 0x7FFFFFFF) {
         return BAD_PARAMS(l, "batch, seqLen, heads, kvHeads or headDim out of range");
     }
     if (p->kvHeads == 0 ? p->heads != 0 : p->heads % p->kvHeads != 0) {
@@ -833,8 +838,7 @@ static synStatus run_attention_fwd(Launch* l, const void* raw) {
     BIND(l, 2, kve, "v");
     BIND(l, 3, qe, "out");
     BIND(l, 4, lsee, "lse");
-    hpu_attention_fwd(l->host[0], l->host[1], l->host[2], l->host[3], l->host[4], p);
-    return synSuccess;
+    return hpu_attention_fwd(l->host[0], l->host[1], l->host[2], l->host[3], l->host[4], p);
 }
 
 static synStatus run_attention_bwd(Launch* l, const void* raw) {
@@ -852,9 +856,8 @@ static synStatus run_attention_bwd(Launch* l, const void* raw) {
     BIND(l, 6, qe, "dQ");
     BIND(l, 7, kve, "dK");
     BIND(l, 8, kve, "dV");
-    hpu_attention_bwd(l->host[0], l->host[1], l->host[2], l->host[3], l->host[4], l->host[5], l->host[6],
-                      l->host[7], l->host[8], p);
-    return synSuccess;
+    return hpu_attention_bwd(l->host[0], l->host[1], l->host[2], l->host[3], l->host[4], l->host[5], l->host[6],
+                             l->host[7], l->host[8], p);
 }
 
 static synStatus run_swiglu_fwd(Launch* l, const void* raw) {

@@ -23,7 +23,8 @@ int64_t hpu_chunk_count(int64_t count, int64_t grain);
 
 /* ---- Kernels (kernels.c) ----
  * Arguments are host pointers already validated against the allocation table, sizes already checked to be
- * non-negative and in range. Data-dependent failures return synKernelFailed with the detail set, before writing. */
+ * non-negative and in range. Data-dependent failures return synKernelFailed with the detail set, before writing;
+ * a kernel that needs host scratch it cannot get returns synOutOfHostMemory, also before writing. */
 void hpu_fill(float* x, int64_t count, float value);
 void hpu_scale(float* x, int64_t count, float alpha);
 void hpu_axpy(const float* x, float* y, int64_t count, float alpha);
@@ -39,10 +40,10 @@ void hpu_rms_norm_fwd(const float* x, const float* weight, float* out, float* rs
 void hpu_rms_norm_bwd(const float* dOut, const float* x, const float* weight, const float* rstd, float* dX,
                       float* dWeight, int64_t rows, int64_t dim);
 void hpu_rope(float* x, const float* cosTable, const float* sinTable, const HpuRopeParams* p);
-void hpu_attention_fwd(const float* q, const float* k, const float* v, float* out, float* lse,
-                       const HpuAttentionParams* p);
-void hpu_attention_bwd(const float* dOut, const float* q, const float* k, const float* v, const float* out,
-                       const float* lse, float* dQ, float* dK, float* dV, const HpuAttentionParams* p);
+synStatus hpu_attention_fwd(const float* q, const float* k, const float* v, float* out, float* lse,
+                            const HpuAttentionParams* p);
+synStatus hpu_attention_bwd(const float* dOut, const float* q, const float* k, const float* v, const float* out,
+                            const float* lse, float* dQ, float* dK, float* dV, const HpuAttentionParams* p);
 void hpu_swiglu_fwd(const float* gate, const float* up, float* out, int64_t count);
 void hpu_swiglu_bwd(const float* dOut, const float* gate, const float* up, float* dGate, float* dUp,
                     int64_t count);

@@ -151,6 +151,19 @@ final class HPUABITests: XCTestCase {
         shortLd.lda = 3
         XCTAssertEqual(launch(HPU_GUID_GEMM, shortLd, [a, a, a]), synInvalidArgument)
 
+        // Huge sizes are measured, not wrapped into small valid ranges: 2^62 bytes of gemm operand are out of range,
+        // and extents beyond 64-bit byte counts are invalid arguments.
+        let huge: Int64 = 0x7FFF_FFFF
+        let hugeGemm = HpuGemmParams(m: huge, n: huge, k: huge, lda: huge, ldb: huge, ldc: huge, alpha: 1, beta: 0,
+                                     transA: 0, transB: 0)
+        XCTAssertEqual(launch(HPU_GUID_GEMM, hugeGemm, [a, a, a]), synInvalidDeviceAddress)
+        XCTAssertEqual(launch(HPU_GUID_ATTENTION_FWD, HpuAttentionParams(batch: 1 << 30, seqLen: 1 << 30, heads: 1 << 30,
+                                                                         kvHeads: 1, headDim: 1 << 30),
+                              [a, a, a, a, a]), synInvalidArgument)
+        XCTAssertEqual(launch(HPU_GUID_ADAMW, HpuAdamWParams(count: 1 << 40, step: 1, lr: 0, beta1: 0, beta2: 0, eps: 0,
+                                                             weightDecay: 0, reserved: 0), [a, a, a, a]),
+                       synInvalidDeviceAddress)
+
         // Attention: the lse tensor of (batch, heads, seqLen) floats must fit.
         let attention = HpuAttentionParams(batch: 1, seqLen: 8, heads: 2, kvHeads: 1, headDim: 4)
         XCTAssertEqual(launch(HPU_GUID_ATTENTION_FWD, attention, [a, a, a, a, small]), synSuccess)

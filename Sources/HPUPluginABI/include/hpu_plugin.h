@@ -16,6 +16,8 @@
  *   freed, on another device, misaligned, or given in the wrong direction of a copy fails with
  *   synInvalidDeviceAddress and changes nothing. After a failure, hpuGetLastErrorDetail() on the same thread
  *   gives a human-readable explanation.
+ * - Host memory cannot be validated by a plugin: host pointers (copy endpoints, `params`, `tensors`, `guid`) must be
+ *   valid for the sizes given, as for memcpy. Only device addresses and handles are checked.
  * - Output pointers (synDeviceId*, uint64_t*, handles) must be non-null; on failure their contents are unspecified.
  * - Thread-safety: every function may be called from any thread. Calls on one stream must be issued from one
  *   thread at a time, or ordered by the caller, since the order in which they return is the stream order.
@@ -160,7 +162,8 @@ typedef synStatus (*synEventDestroy_fn)(synEventHandle event);
  * each tensor's whole extent, computed from the params, lies in one live allocation of the stream's device and is
  * 4-byte aligned: a failure enqueues nothing. Tensors with an extent of 0 elements are not checked. A
  * data-dependent failure (synKernelFailed) is returned by the launch when the plugin runs kernels at launch (the
- * stub does) or else by the next synStreamSynchronize; the kernel then writes none of its outputs. */
+ * stub does) or else by the next synStreamSynchronize; the kernel then writes none of its outputs. A kernel that
+ * needs host-side scratch it cannot get returns synOutOfHostMemory, also without writing. */
 typedef synStatus (*synLaunchKernel_fn)(synStreamHandle stream, const char* guid, const void* params,
                                         size_t paramsSize, const uint64_t* tensors, uint32_t numTensors);
 
