@@ -181,13 +181,15 @@ def make_tokenizer_json(name, gguf_path):
     final = os.path.join(CACHE, "tokenizers", name, "tokenizer.json")
     if done(final):
         return
-    ensure_gguf_module()
     try:
         import transformers  # noqa: F401
         from transformers import AutoTokenizer
         import tokenizers  # noqa: F401
     except ImportError as e:
-        raise FetchError(f"making {final} needs the Python packages transformers and tokenizers ({e})")
+        # Only the tokenizer.json tests need these files, and they skip without them: warn, do not fail the run.
+        log(f"warning: not making {final}: needs the Python packages transformers and tokenizers ({e})")
+        return
+    ensure_gguf_module()
     log(f"converting {gguf_path} to {final}")
     tmp = tempfile.mkdtemp(dir=CACHE, prefix=".tok.")
     try:

@@ -20,10 +20,9 @@ public struct SHA256: Sendable {
             let take = min(64 - blockCount, n)
             for i in 0..<take { block[blockCount + i] = p[i] }
             blockCount += take; p += take; n -= take
-            if blockCount == 64 {
-                block.withUnsafeBufferPointer { compress($0.baseAddress!) }
-                blockCount = 0
-            }
+            if blockCount < 64 { return }
+            block.withUnsafeBufferPointer { compress($0.baseAddress!) }
+            blockCount = 0
         }
         while n >= 64 {
             compress(p)
