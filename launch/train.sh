@@ -87,4 +87,18 @@ if [[ "${SWIFTDRAFT_LAUNCH_DRY_RUN:-0}" == "1" ]]; then
     printf '%q ' "${full[@]}"; echo
     exit 0
 fi
-exec "${full[@]}"
+# Preemption: mpirun itself answers SIGTERM by killing the job with a non-zero status, so the launcher catches
+# SIGTERM/SIGINT and hands them to the ranks instead; each rank finishes its step, all of them write one checkpoint
+# together and exit 0, and so does mpirun.
+"${full[@]}" &
+mpirun_pid=$!
+forward() { pkill "-$1" -P "$mpirun_pid" 2>/dev/null || true; }
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+status=0
+while true; do
+    wait "$mpirun_pid" && status=0 || status=$?
+    # `wait` returns early (status > 128) when a trapped signal arrives; keep waiting while mpirun lives.
+    kill -0 "$mpirun_pid" 2>/dev/null || break
+done
+exit "$status"

@@ -192,6 +192,7 @@ public final class Trainer {
             if config.log.evalEverySteps > 0 && (step % config.log.evalEverySteps == 0 || step == lastStep) {
                 try evaluate()
             }
+            if TestHooks.stepDelay > 0 { usleep(UInt32(TestHooks.stepDelay * 1e6)) }
             if injectedFailure(rank: communicator.rank, step: step) {
                 throw TrainingFailure("injected failure (SWIFTDRAFT_TEST_FAIL_AT) at step \(step)")
             }
@@ -201,7 +202,8 @@ public final class Trainer {
                 stoppedBySignal = true
                 break
             }
-            if step % config.checkpoint.everySteps == 0 || stageEnds || step == lastStep {
+            // While steps are being skipped, keep the newest checkpoint the one after the last good update.
+            if consecutiveBadSteps == 0 && (step % config.checkpoint.everySteps == 0 || stageEnds || step == lastStep) {
                 try saveCheckpoint(reason: stageEnds ? "stage_end" : "periodic")
             }
         }
@@ -268,6 +270,7 @@ public final class Trainer {
             phases.compute += t0 - t1
         }
         try reduceGradients()
+        if TestHooks.nanSteps.contains(step + 1) { try device.fill(model.gradients, count: 1, value: .nan) }
         let stopRequested = PreemptionSignal.requested ? 1.0 : 0.0
         let totals = try communicator.allReduceSum([lossSum, Double(targetCount), stopRequested])
         let t2 = now()
