@@ -45,6 +45,7 @@ let package = Package(
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),
+        .testTarget(name: "DraftDataTests", dependencies: ["DraftData", "DraftTokenizer"]),
         .testTarget(name: "DraftDistributedTests", dependencies: ["DraftDistributed"]),
         .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
