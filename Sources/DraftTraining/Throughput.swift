@@ -26,3 +26,11 @@ public func measurePeakGFLOPs(device: any Device, size: Int = 1024, repeats: Int
     }
     return 2 * Double(size * size * size) / best / 1e9
 }
+
+/// Whether an MPI progress thread can help: it drives in-flight all-reduces while backward computes, which pays when a
+/// core is idle (an accelerator computes) and only steals time when the ranks' compute threads already fill the cores.
+func progressThreadHelps(device: any Device) -> Bool {
+    guard let cpu = device as? CPUDevice else { return true }
+    let localRanks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+    return localRanks * cpu.threads < ProcessInfo.processInfo.activeProcessorCount
+}

@@ -307,7 +307,7 @@ public final class Trainer {
             let pointer = UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!
             reducer = GradientReducer(communicator: communicator, gradient: pointer, count: count,
                                       bucketBytes: bucketBytes, overlap: config.distributed.overlap,
-                                      progressThread: config.distributed.overlap)
+                                      progressThread: config.distributed.overlap && progressThreadHelps(device: device))
         } else {
             let staging = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
             staging.initialize(repeating: 0)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DraftDevice
+import DraftDistributed
 import DraftTraining
 import Foundation
 
@@ -15,17 +16,23 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also print time per kernel (each kernel synchronised, so the total is a little slower).") var profile = false
 
     func run() throws {
+        var communicator: (any Communicator)?
         do {
+            let world = try makeCommunicator()
+            communicator = world
             var config = try TrainingConfig.load(path: self.config, overrides: overrides, requireData: false)
             if let device { config.device.kind = device }
             let base = try makeDevice(config: config, localRank: 0)
             let compute = profile ? InstrumentedDevice(wrapping: base, checkFinite: false) : base
-            let r = try runBenchmark(config: config, device: compute, steps: steps)
+            let r = try runBenchmark(config: config, device: compute, steps: steps, communicator: world)
+            defer { try? world.shutdown() }
+            guard world.rank == 0 else { return }
             if let instrumented = compute as? InstrumentedDevice { print(instrumented.report()) }
             if json {
-                print(String(format: "{\"tokens_per_s\":%.1f,\"model_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"mfu\":%.4f,\"peak_rss_mb\":%.1f,\"median_step_s\":%.4f,\"parameters\":%d,\"device\":\"%@\"}",
+                print(String(format: "{\"tokens_per_s\":%.1f,\"model_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"mfu\":%.4f,\"peak_rss_mb\":%.1f,\"median_step_s\":%.4f,\"parameters\":%d,\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_hidden_s\":%.4f,\"device\":\"%@\"}",
                              r.tokensPerSecond, r.modelGFLOPs, r.peakGFLOPs, r.mfu, Double(r.peakRSSBytes) / 1e6,
-                             r.medianSecondsPerStep, r.parameters, compute.name))
+                             r.medianSecondsPerStep, r.parameters, r.ranks, r.allReduceSeconds, r.hiddenSeconds,
+                             compute.name))
             } else {
                 print("""
                     device        \(compute.name)
@@ -38,9 +45,13 @@ struct Bench: ParsableCommand {
                     MFU           \(String(format: "%.1f%%", r.mfu * 100))
                     peak RSS      \(String(format: "%.0f MB", Double(r.peakRSSBytes) / 1e6))
                     """)
+                if r.ranks > 1 {
+                    print(String(format: "ranks         %d (tokens/s above are per rank)\nall-reduce    %.3f s per step, %.3f s of it hidden by overlap",
+                                 r.ranks, r.allReduceSeconds, r.hiddenSeconds))
+                }
             }
         } catch {
-            exitOnError(error)
+            exitOnError(error, communicator: communicator)
         }
     }
 }
