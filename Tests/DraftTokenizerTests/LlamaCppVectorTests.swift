@@ -45,8 +45,12 @@ final class LlamaCppVectorTests: XCTestCase {
     func testGPT2() throws { try check("gpt-2") }
     func testQwen2() throws { try check("qwen2") }
 
-    /// The Phi-3 tokenizer.json made from the same GGUF must pass the same vectors.
-    func testPhi3TokenizerJSON() throws {
-        try check("phi-3", tokenizer: try Assets.require("tokenizers/phi-3/tokenizer.json"))
+    // The tokenizer.json files made from the same GGUFs (scripts/fetch_assets.py) must pass the same vectors:
+    // the HF path with Prepend/Replace normalizers, ByteLevel, Split with the Llama-3 and Qwen2 regexes, NFC.
+    func testPhi3TokenizerJSON() throws { try check("phi-3", tokenizer: try Assets.require("tokenizers/phi-3/tokenizer.json")) }
+    func testGPT2TokenizerJSON() throws { try check("gpt-2", tokenizer: try Assets.require("tokenizers/gpt-2/tokenizer.json")) }
+    func testLlamaBPETokenizerJSON() throws {
+        try check("llama-bpe", tokenizer: try Assets.require("tokenizers/llama-bpe/tokenizer.json"))
     }
+    func testQwen2TokenizerJSON() throws { try check("qwen2", tokenizer: try Assets.require("tokenizers/qwen2/tokenizer.json")) }
 }
