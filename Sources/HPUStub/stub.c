@@ -11,6 +11,11 @@
  *
  * Kernels run on the host at launch, under one plugin-wide lock: that trivially honours stream order (and makes
  * every call thread-safe), at the price of no overlap between host and "device" work.
+ *
+ * Environment, read by synInitialize: HPU_STUB_MODULES (default 8), HPU_STUB_MEMORY_MB per module (default 4096),
+ * HPU_STUB_THREADS for the kernels' worker pool (else SWIFTDRAFT_THREADS, else OPENBLAS_NUM_THREADS, else the
+ * online cores: the same rule as the CPU backend, so both backends get the same parallelism under mpirun).
+ * Module exclusivity is per process: separate processes each see all modules, as ranks on separate cards would.
  */
 #include <errno.h>
 #include <pthread.h>

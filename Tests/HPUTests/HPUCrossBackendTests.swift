@@ -1,0 +1,129 @@
+import DraftDevice
+import Foundation
+import XCTest
+
+/// The same kernel calls on HPUDevice (through the stub) and on CPUDevice, on the same random inputs, at shapes of
+/// the bench model's order: outputs agree to rel diff <= 1e-5. Together with the double-precision references this
+/// pins the stub to the CPU backend's semantics (overwrite vs accumulate, ignored targets, AdamW's form).
+final class HPUCrossBackendTests: XCTestCase {
+    private var hpu: HPUDevice!
+    private let cpu = CPUDevice(threads: 2)
+
+    override func setUpWithError() throws {
+        hpu = try HPUDevice(pluginPath: try builtStubPath(), module: 0)
+    }
+
+    override func tearDown() {
+        hpu = nil
+    }
+
+    /// Runs `body` on both devices with a generator seeded identically, and compares every array it returns.
+    private func compare(_ what: String, seed: UInt64, file: StaticString = #filePath, line: UInt = #line,
+                         _ body: (Device, inout SplitMix64) throws -> [[Float]]) throws {
+        var cpuRandom = SplitMix64(seed: seed), hpuRandom = SplitMix64(seed: seed)
+        let expected = try body(cpu, &cpuRandom)
+        let actual = try body(hpu, &hpuRandom)
+        XCTAssertEqual(expected.count, actual.count, file: file, line: line)
+        for (index, (e, a)) in zip(expected, actual).enumerated() {
+            assertClose(a, e.map(Double.init), "\(what) output \(index) (hpu vs cpu)", file: file, line: line)
+        }
+    }
+
+    func testAttentionAndRope() throws {
+        let (batch, seqLen, heads, kvHeads, headDim) = (2, 130, 4, 2, 32)
+        let qCount = batch * seqLen * heads * headDim, kvCount = batch * seqLen * kvHeads * headDim
+        try compare("attention", seed: 11) { device, random in
+            let half = headDim / 2
+            let cosTable = (0..<(seqLen * half)).map { Float(cos(Double($0 / half) * pow(1e-4, Double($0 % half) / Double(half)))) }
+            let sinTable = (0..<(seqLen * half)).map { Float(sin(Double($0 / half) * pow(1e-4, Double($0 % half) / Double(half)))) }
+            let q = try device.upload(random.floats(qCount)), k = try device.upload(random.floats(kvCount))
+            let v = try device.upload(random.floats(kvCount))
+            let c = try device.upload(cosTable), s = try device.upload(sinTable)
+            try device.rotaryEmbedding(x: q, cos: c, sin: s, batch: batch, seqLen: seqLen, heads: heads,
+                                       headDim: headDim, inverse: false)
+            try device.rotaryEmbedding(x: k, cos: c, sin: s, batch: batch, seqLen: seqLen, heads: kvHeads,
+                                       headDim: headDim, inverse: false)
+            let out = try device.allocate(Float.self, count: qCount)
+            let lse = try device.allocate(Float.self, count: batch * heads * seqLen)
+            try device.attentionForward(q: q, k: k, v: v, out: out, lse: lse, batch: batch, seqLen: seqLen,
+                                        heads: heads, kvHeads: kvHeads, headDim: headDim)
+            let dOut = try device.upload(random.floats(qCount))
+            let dQ = try device.upload(random.floats(qCount)), dK = try device.upload(random.floats(kvCount))
+            let dV = try device.upload(random.floats(kvCount))
+            try device.attentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, lse: lse, dQ: dQ, dK: dK, dV: dV,
+                                         batch: batch, seqLen: seqLen, heads: heads, kvHeads: kvHeads,
+                                         headDim: headDim)
+            try device.rotaryEmbedding(x: dQ, cos: c, sin: s, batch: batch, seqLen: seqLen, heads: heads,
+                                       headDim: headDim, inverse: true)
+            return [try device.download(q, count: qCount), try device.download(out, count: qCount),
+                    try device.download(lse, count: batch * heads * seqLen), try device.download(dQ, count: qCount),
+                    try device.download(dK, count: kvCount), try device.download(dV, count: kvCount)]
+        }
+    }
+
+    func testNormMLPAndEmbedding() throws {
+        let (rows, dim, ffn, vocab) = (96, 128, 344, 300)
+        try compare("norm/mlp/embedding", seed: 12) { device, random in
+            let tokens = try device.upload((0..<rows).map { _ in Int32.random(in: 0..<Int32(vocab), using: &random) })
+            let table = try device.upload(random.floats(vocab * dim))
+            let x = try device.allocate(Float.self, count: rows * dim)
+            try device.embeddingForward(tokens: tokens, table: table, out: x, count: rows, dim: dim, vocab: vocab)
+            let weight = try device.upload(random.floats(dim, in: 0.5...1.5))
+            let normed = try device.allocate(Float.self, count: rows * dim)
+            let rstd = try device.allocate(Float.self, count: rows)
+            try device.rmsNormForward(x: x, weight: weight, out: normed, rstd: rstd, rows: rows, dim: dim, eps: 1e-5)
+            let w1 = try device.upload(random.floats(dim * 2 * ffn, in: -0.1...0.1))
+            let hidden = try device.allocate(Float.self, count: rows * 2 * ffn)
+            try device.gemm(transA: false, transB: false, m: rows, n: 2 * ffn, k: dim, alpha: 1, a: normed, lda: dim,
+                            b: w1, ldb: 2 * ffn, beta: 0, c: hidden, ldc: 2 * ffn)
+            let gate = try device.allocate(Float.self, count: rows * ffn), up = try device.allocate(Float.self, count: rows * ffn)
+            for r in 0..<rows {
+                try device.copy(hidden.advanced(by: r * 2 * ffn), gate.advanced(by: r * ffn), count: ffn)
+                try device.copy(hidden.advanced(by: r * 2 * ffn + ffn), up.advanced(by: r * ffn), count: ffn)
+            }
+            let act = try device.allocate(Float.self, count: rows * ffn)
+            try device.swigluForward(gate: gate, up: up, out: act, count: rows * ffn)
+            let dAct = try device.upload(random.floats(rows * ffn))
+            let dGate = try device.allocate(Float.self, count: rows * ffn), dUp = try device.allocate(Float.self, count: rows * ffn)
+            try device.swigluBackward(dOut: dAct, gate: gate, up: up, dGate: dGate, dUp: dUp, count: rows * ffn)
+            let dNormed = try device.upload(random.floats(rows * dim))
+            let dX = try device.upload(random.floats(rows * dim)), dWeight = try device.upload(random.floats(dim))
+            try device.rmsNormBackward(dOut: dNormed, x: x, weight: weight, rstd: rstd, dX: dX, dWeight: dWeight,
+                                       rows: rows, dim: dim)
+            let dTable = try device.allocate(Float.self, count: vocab * dim)
+            try device.embeddingBackward(tokens: tokens, dOut: dX, dTable: dTable, count: rows, dim: dim, vocab: vocab)
+            try device.add(dX, x, dX, count: rows * dim)
+            try device.axpy(-0.5, x, dX, count: rows * dim)
+            try device.scale(dX, count: rows * dim, by: 0.25)
+            let norm = try device.allocate(Float.self, count: 1)
+            try device.sumOfSquares(dX, count: rows * dim, into: norm)
+            return [try device.download(normed, count: rows * dim), try device.download(rstd, count: rows),
+                    try device.download(act, count: rows * ffn), try device.download(dGate, count: rows * ffn),
+                    try device.download(dUp, count: rows * ffn), try device.download(dX, count: rows * dim),
+                    try device.download(dWeight, count: dim), try device.download(dTable, count: vocab * dim),
+                    try device.download(norm, count: 1)]
+        }
+    }
+
+    func testLossAndOptimizer() throws {
+        let (rows, vocab, count) = (64, 32064, 100_003)
+        try compare("cross-entropy/adamw", seed: 13) { device, random in
+            let logits = try device.upload(random.floats(rows * vocab, in: -6...6))
+            var targets = (0..<rows).map { _ in Int32.random(in: 0..<Int32(vocab), using: &random) }
+            targets[5] = -1
+            let losses = try device.allocate(Float.self, count: rows)
+            try device.crossEntropyForwardBackward(logits: logits, targets: try device.upload(targets), losses: losses,
+                                                   rows: rows, vocab: vocab, lossScale: 1 / Float(rows))
+            let params = try device.upload(random.floats(count))
+            let m = try device.allocate(Float.self, count: count), v = try device.allocate(Float.self, count: count)
+            for step in 1...3 {
+                let grads = try device.upload(random.floats(count, in: -0.01...0.01))
+                try device.adamw(params: params, grads: grads, m: m, v: v, count: count, lr: 6e-4, beta1: 0.9,
+                                 beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: step)
+            }
+            return [try device.download(losses, count: rows), try device.download(logits, count: rows * vocab),
+                    try device.download(params, count: count), try device.download(m, count: count),
+                    try device.download(v, count: count)]
+        }
+    }
+}
