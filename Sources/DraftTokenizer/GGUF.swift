@@ -47,7 +47,7 @@ struct GGUFMetadata {
             let key = try r.string("a metadata key")
             let at = r.i
             let type = try r.u32("the value type of '\(key)'")
-            values[key] = try r.value(type: type, key: key, at: at)
+            values[key] = try r.value(type: type, key: key, at: at, depth: 0)
         }
         self.values = values
     }
@@ -98,8 +98,9 @@ private struct GGUFReader {
         }
     }
 
-    mutating func value(type: UInt32, key: String, at: Int) throws -> GGUFValue {
+    mutating func value(type: UInt32, key: String, at: Int, depth: Int) throws -> GGUFValue {
         guard type == 9 else { return try scalar(type: type, "the value of '\(key)'") }
+        guard depth < 8 else { throw TokenizerError("\(path): arrays nested deeper than 8 at byte \(at) in '\(key)'") }
         let elementType = try u32("the element type of '\(key)'")
         let count = try u64("the length of '\(key)'")
         // Every element takes at least one byte, so a count beyond the file is truncation, not a huge allocation.
@@ -132,7 +133,7 @@ private struct GGUFReader {
             }
             return .floats(out)
         case 9:
-            for k in 0..<n { _ = try value(type: 9, key: "\(key)[\(k)]", at: i) }
+            for k in 0..<n { _ = try value(type: 9, key: "\(key)[\(k)]", at: i, depth: depth + 1) }
             return .otherArray(count: n)
         default:
             throw TokenizerError("\(path): unknown GGUF array element type \(elementType) at byte \(i - 12) (expected 0...12) in '\(key)'")

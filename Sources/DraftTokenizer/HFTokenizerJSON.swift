@@ -138,6 +138,9 @@ struct HFConfigReader {
     }
 }
 
+/// Ids beyond any real vocabulary (the largest have ~260K tokens) are refused before they size the id table.
+let maxTokenID = 1 << 24
+
 /// Loads a Hugging Face tokenizer.json whose model is BPE.
 func loadHFTokenizerJSON(path: String) throws -> BPETokenizer {
     let data = try readTokenizerFile(path)
@@ -166,13 +169,15 @@ func loadHFTokenizerJSON(path: String) throws -> BPETokenizer {
     var tokenToID = [String: Int32](minimumCapacity: vocabJSON.count)
     var maxID = -1
     for (tok, v) in vocabJSON {
-        guard let id = v.int, id >= 0, id < Int(Int32.max) else { throw reader.fail("model.vocab['\(tok)'] is not a token id") }
+        guard let id = v.int, id >= 0, id < maxTokenID else {
+            throw reader.fail("model.vocab['\(tok)'] is not a token id (expected an integer in 0..<\(maxTokenID))")
+        }
         tokenToID[tok] = Int32(id)
         maxID = max(maxID, id)
     }
     var addedTokens = [AddedToken]()
     for (k, a) in (root["added_tokens"]?.array ?? []).enumerated() {
-        guard let content = a["content"]?.string, let id = a["id"]?.int, id >= 0, id < Int(Int32.max) else {
+        guard let content = a["content"]?.string, let id = a["id"]?.int, id >= 0, id < maxTokenID else {
             throw reader.fail("added_tokens[\(k)] needs a string \"content\" and an integer \"id\"")
         }
         addedTokens.append(AddedToken(content: Array(content.utf8), id: Int32(id), lstrip: a["lstrip"]?.bool ?? false,

@@ -131,6 +131,28 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// Corrupted bytes anywhere (lengths, types, counts) load or fail cleanly; a trap would kill the test run.
+    func testCorruptedFilesNeverTrap() throws {
+        var rng = SystemRandomNumberGenerator()
+        let gguf = Self.tinyGGUF()
+        let json = Data(Self.tiny.utf8)
+        for k in 0..<300 {
+            var g = gguf
+            for _ in 0..<(1 + k % 4) { g[Int.random(in: 0..<g.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            let gp = try write("fuzz.gguf", g)
+            do { _ = try loadTokenizer(gp).encode("ab ab") } catch let e as TokenizerError {
+                XCTAssertTrue(e.message.hasPrefix(gp), e.message)
+            }
+            var j = json
+            j[Int.random(in: 0..<j.count, using: &rng)] = UInt8.random(in: 0x20...0x7E, using: &rng)
+            let jp = try write("fuzz.json", j)
+            do { _ = try loadTokenizer(jp).encode("ab ab") } catch let e as TokenizerError {
+                XCTAssertTrue(e.message.hasPrefix(jp), e.message)
+            }
+        }
+        for n in 0..<json.count { assertRejected(try write("cut.json", json.prefix(n)), "malformed JSON at byte") }
+    }
+
     func testBadGGUFHeaderAndKeys() throws {
         var wrongMagic = Self.tinyGGUF()
         wrongMagic[0] = UInt8(ascii: "X")
