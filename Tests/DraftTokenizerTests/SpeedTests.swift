@@ -32,6 +32,18 @@ final class SpeedTests: XCTestCase {
                      tokenizer, mb, ids, cpu, mb / cpu, wall, mb / wall))
     }
 
+    /// Load time of each tokenizer (parse, merge table, SHA-256 of the whole file for the fingerprint).
+    func testLoadTimes() throws {
+        for f in ["tokenizers/smollm2/tokenizer.json", "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                  "tokenizers/phi-3/tokenizer.json", "vocab/ggml-vocab-phi-3.gguf", "tokenizers/llama-bpe/tokenizer.json",
+                  "vocab/ggml-vocab-llama-bpe.gguf"] {
+            guard let url = try? Assets.require(f) else { continue }
+            let t0 = Date()
+            let tok = try loadTokenizer(url.path)
+            print(String(format: "load %@: %.2f s (vocab %d)", f, Date().timeIntervalSince(t0), tok.vocabSize))
+        }
+    }
+
     func testSmolLM2SingleThreadSpeed() throws {
         try measure("tokenizers/smollm2/tokenizer.json", tsv: "parity-smollm2.tsv")
     }
