@@ -317,6 +317,7 @@ const HpuPluginApi* hpuGetPluginApi(uint32_t abi_version);
 #else
 #define HPU_STATIC_ASSERT(condition, message) _Static_assert((condition), message)
 #endif
+HPU_STATIC_ASSERT(sizeof(void*) == 8 && sizeof(size_t) == 8, "the ABI is defined for LP64 targets only");
 HPU_STATIC_ASSERT(sizeof(synStatus) == 4, "synStatus must be 32-bit");
 HPU_STATIC_ASSERT(sizeof(synDmaDir) == 4, "synDmaDir must be 32-bit");
 HPU_STATIC_ASSERT(offsetof(HpuPluginApi, struct_size) == 0, "struct_size first");
