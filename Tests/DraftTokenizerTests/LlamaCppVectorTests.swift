@@ -52,5 +52,27 @@ final class LlamaCppVectorTests: XCTestCase {
     func testLlamaBPETokenizerJSON() throws {
         try check("llama-bpe", tokenizer: try Assets.require("tokenizers/llama-bpe/tokenizer.json"))
     }
+    /// The Metaspace pre-tokenizer and decoder (newer SentencePiece-style tokenizer.json files), on the Phi-3
+    /// vocabulary and the Phi-3 test strings, against HF tokenizers computed live (skipped without it).
+    func testMetaspaceAgainstTokenizersLive() throws {
+        let (gguf, cases) = try Self.vectors("phi-3")
+        let json = try Assets.require("tokenizers/phi-3/tokenizer.json")
+        guard Assets.pythonTokenizers else { throw XCTSkip("python3 with tokenizers needed for the live reference") }
+        for scheme in ["always", "first", "never"] {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdraft-metaspace-\(UUID())")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let script = Assets.repo.appendingPathComponent("scripts/reference/metaspace_variant.py").path
+            guard Assets.run(["python3", script, json.path, gguf.path + ".inp", scheme, dir.path]) != nil else {
+                return XCTFail("\(script) failed")
+            }
+            let tok = try loadTokenizer(dir.appendingPathComponent("tokenizer.json").path)
+            let want = try String(contentsOf: dir.appendingPathComponent("ids.txt"), encoding: .utf8)
+                .split(separator: "\n", omittingEmptySubsequences: false).map { $0.split(separator: " ").compactMap { Int32($0) } }
+            for (k, (text, _)) in cases.enumerated() {
+                XCTAssertEqual(tok.encode(text), want[k], "Metaspace \(scheme): \(text.debugDescription)")
+            }
+        }
+    }
+
     func testQwen2TokenizerJSON() throws { try check("qwen2", tokenizer: try Assets.require("tokenizers/qwen2/tokenizer.json")) }
 }
