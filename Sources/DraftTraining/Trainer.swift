@@ -123,6 +123,12 @@ public final class Trainer {
         }
         try setUpReduction()
         PreemptionSignal.install()
+        // Which device each rank drives (the HPU module, or -1 for the CPU), so a run's log shows the rank-to-module map.
+        var modules = [Double](repeating: -1, count: communicator.size)
+        modules[communicator.rank] = Double((device as? HPUDevice)?.module ?? -1)
+        modules = try communicator.allReduceMax(modules)
+        metrics?.event("start", [("step", step), ("world_size", communicator.size), ("device", device.name),
+                                 ("modules", modules.map { String(Int($0)) }.joined(separator: ","))])
 
         let total = config.totalSteps
         let lastStep = min(total, options.maxSteps ?? total)
