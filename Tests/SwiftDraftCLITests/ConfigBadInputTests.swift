@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// Bad input ends with exit code 2 and one line on stderr naming the file and the key, and writes nothing.
-final class BadInputTests: XCTestCase {
+final class ConfigBadInputTests: XCTestCase {
     private var work: URL!
     private var data: URL!
 
