@@ -136,7 +136,9 @@ public final class Trainer {
         var lastLoss = Double.nan
         var stoppedBySignal = false
         let runStart = now()
-        var intervalStart = runStart, intervalTokens = 0, stepsThisProcess = 0
+        var intervalStart = runStart, intervalTokens = 0, stepsThisProcess = 0, intervalStartStep = step
+        var intervalBytes: (toDevice: UInt64, toHost: UInt64) = (0, 0)
+        if let hpu = device as? HPUDevice { intervalBytes = (hpu.bytesToDevice, hpu.bytesToHost) }
         var phases = PhaseTimes()
         var lastStage = step > 0 ? config.stage(ofStep: step - 1) : -1
 
@@ -184,7 +186,11 @@ public final class Trainer {
                                ("allreduce_hidden_s", stats.hiddenSeconds)]
                 }
                 if let hpu = device as? HPUDevice {
-                    fields += [("bytes_to_device", Int(hpu.bytesToDevice)), ("bytes_to_host", Int(hpu.bytesToHost))]
+                    // Per step over the logging interval: the plugin boundary's traffic, which staging adds.
+                    let steps = UInt64(max(step - intervalStartStep, 1))
+                    fields += [("bytes_to_device", Int((hpu.bytesToDevice - intervalBytes.toDevice) / steps)),
+                               ("bytes_to_host", Int((hpu.bytesToHost - intervalBytes.toHost) / steps))]
+                    intervalBytes = (hpu.bytesToDevice, hpu.bytesToHost)
                 }
                 metrics?.write(fields)
                 say(String(format: "step %d/%d | %@ | loss %.4f | lr %.2e | gnorm %.3f | %@ tok/s | MFU %.1f%% | elapsed %@ | eta %@",
@@ -193,6 +199,7 @@ public final class Trainer {
                            formatDuration(eta)))
                 if options.debug { say(phases.report(steps: stepsThisProcess)) }
                 intervalStart = t
+                intervalStartStep = step
                 intervalTokens = 0
             }
             if config.log.evalEverySteps > 0 && (step % config.log.evalEverySteps == 0 || step == lastStep) {
