@@ -16,7 +16,11 @@ public struct DevicePointer<Element>: Hashable, Sendable {
 
 /// A failure reported by a device: out of memory, a rejected address, a plugin error.
 public struct DeviceError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case outOfMemory, invalidArgument, plugin, unsupported }
+    public enum Kind: Sendable {
+        case outOfMemory, invalidArgument, plugin, unsupported
+        /// A kernel produced NaN or Inf (reported by `InstrumentedDevice` under `--debug`): a runtime failure.
+        case nonFinite
+    }
     public let kind: Kind
     public let message: String
 

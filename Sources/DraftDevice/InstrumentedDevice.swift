@@ -48,7 +48,7 @@ public final class InstrumentedDevice: Device {
         let values = try base.download(pointer, count: (rows - 1) * stride + cols)
         for r in 0..<rows {
             for c in 0..<cols where !values[r * stride + c].isFinite {
-                throw DeviceError(.invalidArgument, "--debug: kernel \(kernel) wrote \(values[r * stride + c]) to \(output)[\(r), \(c)] (the first non-finite value of this step)")
+                throw DeviceError(.nonFinite, "--debug: kernel \(kernel) wrote \(values[r * stride + c]) to \(output)[\(r), \(c)] (the first non-finite value of this step)")
             }
         }
     }

@@ -15,7 +15,7 @@ func exitOnError(_ error: Error, communicator: (any Communicator)? = nil) -> Nev
     case is ConfigError, is DataError, is TokenizerError, is CheckpointError:
         code = 2
     case let device as DeviceError:
-        code = device.kind == .unsupported ? 1 : 2
+        code = device.kind == .unsupported || device.kind == .nonFinite ? 1 : 2
     default:
         code = 1
     }

@@ -77,3 +77,20 @@ final class BadStepTests: XCTestCase {
         XCTAssertEqual(files.filter { $0.hasSuffix(".h5") }.sorted().last, "step-00000010.h5", "\(files)")
     }
 }
+
+/// `--debug` names the first kernel that produced a non-finite value, instead of a NaN loss many ops later.
+final class DebugModeTests: XCTestCase {
+    func testDebugNamesTheFirstNonFiniteKernel() throws {
+        let fixture = try RunFixture("debug")
+        defer { fixture.remove() }
+        // An absurd learning rate without clipping makes the weights overflow after the first update.
+        let r = try fixture.train(config: fixture.writeConfig(), runDirectory: fixture.work.appendingPathComponent("run"),
+                                  arguments: ["--debug", "--max-steps", "5", "--set", "optimizer.lr=1e38",
+                                              "--set", "optimizer.min_lr=1e37", "--set", "optimizer.grad_clip=0",
+                                              "--set", "lr_schedule.kind=constant"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--debug: kernel"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        print(r.stderr)
+    }
+}

@@ -132,9 +132,7 @@ public final class CPUDevice: Device {
                      alpha: Float, a: DevicePointer<Float>, lda: Int,
                      b: DevicePointer<Float>, ldb: Int,
                      beta: Float, c: DevicePointer<Float>, ldc: Int) throws {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, host(a), Int32(lda), host(b), Int32(ldb),
-                    beta, host(c), Int32(ldc))
+        sgemm(transA, transB, m, n, k, alpha, host(a), lda, host(b), ldb, beta, host(c), ldc)
     }
 
     // MARK: Pointers
