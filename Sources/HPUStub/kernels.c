@@ -17,7 +17,7 @@
 
 /* The vector helpers below are always inlined and never cross a call boundary, so the AVX-vs-SSE calling
  * convention that -Wpsabi warns about never applies. */
-#pragma clang diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wpsabi"
 #define VECTOR_INLINE static inline __attribute__((always_inline))
 
 /* Eight floats: the CPU backend's `SIMD8<Float>`. Loads and stores go through memcpy because tensors are only
@@ -35,6 +35,35 @@ VECTOR_INLINE void store8(float* p, v8f v) { memcpy(p, &v, sizeof v); }
 
 VECTOR_INLINE v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
 
+/* Lane-wise max, min and sqrt: clang's elementwise builtins where present (SwiftPM builds with clang), else a
+ * lane loop, so the file still compiles with GCC for sanitizer runs. */
+#ifdef __has_builtin
+#define HPU_HAS_BUILTIN(builtin) __has_builtin(builtin)
+#else
+#define HPU_HAS_BUILTIN(builtin) 0
+#endif
+#if HPU_HAS_BUILTIN(__builtin_elementwise_max) && HPU_HAS_BUILTIN(__builtin_elementwise_sqrt)
+#define MAX8(a, b) __builtin_elementwise_max((a), (b))
+#define MIN8(a, b) __builtin_elementwise_min((a), (b))
+#define SQRT8(a) __builtin_elementwise_sqrt((a))
+#else
+VECTOR_INLINE v8f max8_lanes(v8f a, v8f b) {
+    for (int i = 0; i < 8; i++) a[i] = a[i] > b[i] ? a[i] : b[i];
+    return a;
+}
+VECTOR_INLINE v8f min8_lanes(v8f a, v8f b) {
+    for (int i = 0; i < 8; i++) a[i] = a[i] < b[i] ? a[i] : b[i];
+    return a;
+}
+VECTOR_INLINE v8f sqrt8_lanes(v8f a) {
+    for (int i = 0; i < 8; i++) a[i] = sqrtf(a[i]);
+    return a;
+}
+#define MAX8(a, b) max8_lanes((a), (b))
+#define MIN8(a, b) min8_lanes((a), (b))
+#define SQRT8(a) sqrt8_lanes((a))
+#endif
+
 VECTOR_INLINE float sum8(v8f v) {
     return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
@@ -42,7 +71,7 @@ VECTOR_INLINE float sum8(v8f v) {
 /* Cephes' expf range reduction and minimax polynomial (max relative error about 2 ulp over the clamped range):
  * the same as the CPU backend's `vexp`, so softmaxes agree with it to rounding. */
 VECTOR_INLINE v8f exp8(v8f input) {
-    v8f x = __builtin_elementwise_min(__builtin_elementwise_max(input, splat8(-87.33f)), splat8(88.72f));
+    v8f x = MIN8(MAX8(input, splat8(-87.33f)), splat8(88.72f));
     /* Round to nearest even by the 1.5 * 2^23 trick: exact for |value| < 2^22, which the clamp guarantees. */
     v8f n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
     v8f r = x - n * 0.693359375f;
@@ -84,7 +113,7 @@ VECTOR_INLINE float exp_in_place(float* row, int64_t length, float shift) {
 VECTOR_INLINE float max_of(const float* row, int64_t length) {
     v8f lanes = splat8(-INFINITY);
     int64_t j = 0;
-    for (; j + 8 <= length; j += 8) lanes = __builtin_elementwise_max(lanes, load8(row + j));
+    for (; j + 8 <= length; j += 8) lanes = MAX8(lanes, load8(row + j));
     float maximum = -INFINITY;
     for (int i = 0; i < 8; i++) maximum = lanes[i] > maximum ? lanes[i] : maximum;
     for (; j < length; j++) maximum = row[j] > maximum ? row[j] : maximum;
@@ -578,7 +607,7 @@ static void adamw_chunk(void* context, int64_t chunk, int64_t begin, int64_t end
         v8f g = load8(c->g + i), m = load8(c->m + i);
         m += c->one_minus_beta1 * (g - m);
         v8f v = load8(c->v + i) * c->beta2 + c->one_minus_beta2 * g * g;
-        v8f denominator = __builtin_elementwise_sqrt(v) / c->correction2_sqrt + c->eps;
+        v8f denominator = SQRT8(v) / c->correction2_sqrt + c->eps;
         store8(c->m + i, m);
         store8(c->v + i, v);
         store8(c->p + i, load8(c->p + i) * c->decay - c->step_size * m / denominator);
