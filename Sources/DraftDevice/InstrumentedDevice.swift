@@ -22,7 +22,8 @@ public final class InstrumentedDevice: Device {
     public func report() -> String {
         let total = timings.values.reduce(0) { $0 + $1.seconds }
         return timings.sorted { $0.value.seconds > $1.value.seconds }.map { name, t in
-            String(format: "%-22@ %9.3f s %5.1f%% %7d calls", name, t.seconds, 100 * t.seconds / max(total, 1e-12), t.calls)
+            name.padding(toLength: 28, withPad: " ", startingAt: 0)
+                + String(format: "%9.3f s %5.1f%% %7d calls", t.seconds, 100 * t.seconds / max(total, 1e-12), t.calls)
         }.joined(separator: "\n")
     }
 
@@ -90,7 +91,8 @@ public final class InstrumentedDevice: Device {
     }
     public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: DevicePointer<Float>,
                      lda: Int, b: DevicePointer<Float>, ldb: Int, beta: Float, c: DevicePointer<Float>, ldc: Int) throws {
-        try run("gemm") {
+        // Per shape: the products of one step differ by an order of magnitude in size and in efficiency.
+        try run("gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)x\(n)x\(k)") {
             try base.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                           beta: beta, c: c, ldc: ldc)
         }
