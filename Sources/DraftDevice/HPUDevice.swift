@@ -88,8 +88,12 @@ public final class HPUDevice: Device {
     // MARK: Memory
 
     public func allocate<T>(_ type: T.Type, count: Int) throws -> DevicePointer<T> {
-        guard count >= 0 else { throw DeviceError(.invalidArgument, "hpu:\(module): allocate of \(count) elements") }
-        let bytes = max(count * MemoryLayout<T>.stride, 1)
+        // Checked explicitly: this module builds with -Ounchecked, where an overflowing product would wrap silently.
+        let (product, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+        guard count >= 0, !overflow else {
+            throw DeviceError(.invalidArgument, "hpu:\(module): cannot allocate \(count) elements of \(T.self)")
+        }
+        let bytes = max(product, 1)
         var address: UInt64 = 0
         let status = plugin.api.synDeviceMalloc.unsafelyUnwrapped(deviceId, UInt64(bytes), 0, HPU_MALLOC_ZERO,
                                                                   &address)

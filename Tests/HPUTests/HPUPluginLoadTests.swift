@@ -142,6 +142,9 @@ final class HPUMemoryTests: XCTestCase {
         XCTAssertThrowsError(try device.allocate(Float.self, count: 150_000)) { error in
             XCTAssertTrue("\(error)".contains("asked 600000 bytes, 524288 free"), "\(error)")
         }
+        XCTAssertThrowsError(try device.allocate(Float.self, count: Int.max / 2)) { error in
+            XCTAssertEqual((error as? DeviceError)?.kind, .invalidArgument, "\(error)")
+        }
         device.free(half)
         XCTAssertEqual(try device.memoryInfo().free, 1 << 20, "free returns the memory")
         _ = try device.allocate(Float.self, count: 150_000)
