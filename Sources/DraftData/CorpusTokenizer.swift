@@ -166,15 +166,49 @@ public struct CorpusTokenizer {
         return (documents, skipped, bytes)
     }
 
-    /// Encodes documents on all cores; the order of the result is the order of the input.
+    /// Worker threads for encoding: `SWIFTDRAFT_THREADS` when set (1 gives a single-threaded figure to compare with
+    /// other tokenizers), else every core.
+    public var threads: Int = CorpusTokenizer.defaultThreads
+
+    /// `SWIFTDRAFT_THREADS` if it is a positive integer, else the number of active cores.
+    public static var defaultThreads: Int {
+        if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_THREADS"], let n = Int(value), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Encodes documents on `threads` workers; the order of the result is the order of the input.
     private func encodeAll(_ documents: [String]) -> [[Int32]] {
         var results = [[Int32]](repeating: [], count: documents.count)
+        let workers = max(1, min(threads, documents.count))
+        if workers == 1 {
+            for i in documents.indices { results[i] = tokenizer.encode(documents[i]) }
+            return results
+        }
+        // Workers take the next document from a shared counter rather than fixed ranges: file sizes vary by orders
+        // of magnitude, and one large file must not leave the other workers idle.
+        let next = DocumentCounter()
         results.withUnsafeMutableBufferPointer { out in
-            DispatchQueue.concurrentPerform(iterations: documents.count) { i in
-                out[i] = tokenizer.encode(documents[i])
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while let i = next.take(below: documents.count) {
+                    out[i] = tokenizer.encode(documents[i])
+                }
             }
         }
         return results
+    }
+
+    /// A lock-protected index shared by the encoding workers (one take per document, so the lock is never hot).
+    private final class DocumentCounter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+
+        func take(below limit: Int) -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard value < limit else { return nil }
+            value += 1
+            return value - 1
+        }
     }
 
     /// Accumulates one split's tokens and writes a shard each time `shardTokens` are buffered.

@@ -3,7 +3,7 @@ import Foundation
 /// One named corpus of a run (`data.sources.<name>`): its training shards and held-out validation shards.
 ///
 /// A source path is a directory written by `swiftdraft tokenize` (with `manifest.json`), a directory of `.bin` shards
-/// (files whose names start with `val` are the validation split, as in llm.c), or a single shard file.
+/// (files named `val*` or `*_val_*` / `*_val.bin` are the validation split, as in llm.c), or a single shard file.
 public final class DataSource {
     public let name: String
     public let path: String
@@ -30,7 +30,7 @@ public final class DataSource {
             let names = (try? fm.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".bin") }.sorted() ?? []
             for file in names {
                 let full = (path as NSString).appendingPathComponent(file)
-                if file.hasPrefix("val") { validationFiles.append(full) } else { trainFiles.append(full) }
+                if Self.isValidationShardName(file) { validationFiles.append(full) } else { trainFiles.append(full) }
             }
         }
         guard !trainFiles.isEmpty else {
@@ -43,6 +43,13 @@ public final class DataSource {
             throw DataError("data.sources.\(name).path: '\(path)' mixes shards of different tokenizers: \(fingerprints.sorted())")
         }
         tokenizerFingerprint = fingerprints.first
+    }
+
+    /// llm.c names its splits `<corpus>_val_<n>.bin` / `<corpus>_train_<n>.bin` (and `tiny_shakespeare_val.bin`);
+    /// `tokenize` writes `val-<n>.bin`. Both mark held-out data, which must never be trained on.
+    static func isValidationShardName(_ file: String) -> Bool {
+        let stem = file.lowercased()
+        return stem.hasPrefix("val") || stem.contains("_val_") || stem.contains("_val.") || stem.contains("-val-")
     }
 
     /// Checks the shards against the run's tokenizer and model before any training starts.

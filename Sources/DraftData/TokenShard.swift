@@ -64,9 +64,21 @@ public final class TokenShard {
                     throw DataError("\(url.path): token width \(width) bytes at offset 12, expected 2 or 4")
                 }
                 bytesPerToken = width
-                vocabSize = Int(raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-                tokenCount = Int(raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-                documentCount = Int(raw.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+                // A corrupt header can hold any 64-bit value: a count that does not fit the file is an error, not
+                // an arithmetic trap.
+                let rawVocab = raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+                let rawCount = raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+                let rawDocuments = raw.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
+                let limit = UInt64(size)
+                guard rawVocab > 0, rawVocab <= UInt64(UInt32.max) + 1 else {
+                    throw DataError("\(url.path): vocabulary size \(rawVocab) at offset 16, expected 1 to 2^32")
+                }
+                guard rawCount <= limit / UInt64(width), rawDocuments <= limit else {
+                    throw DataError("\(url.path): truncated token shard: \(size) bytes, header promises \(rawCount) tokens of \(width) bytes at offset 24")
+                }
+                vocabSize = Int(rawVocab)
+                tokenCount = Int(rawCount)
+                documentCount = Int(rawDocuments)
                 let fingerprintBytes = UnsafeRawBufferPointer(start: raw + 40, count: 64).prefix { $0 != 0 }
                 tokenizerFingerprint = String(decoding: fingerprintBytes, as: UTF8.self)
                 tokenBase = raw + Self.headerBytes
@@ -83,7 +95,11 @@ public final class TokenShard {
                     throw DataError("\(url.path): llm.c shard version \(version), expected 1 (uint16 tokens)")
                 }
                 bytesPerToken = 2
-                tokenCount = Int(raw.loadUnaligned(fromByteOffset: 8, as: Int32.self))
+                let count = raw.loadUnaligned(fromByteOffset: 8, as: Int32.self)
+                guard count >= 0 else {
+                    throw DataError("\(url.path): llm.c shard token count \(count) at offset 8, expected a non-negative int32")
+                }
+                tokenCount = Int(count)
                 vocabSize = nil
                 documentCount = nil
                 tokenizerFingerprint = nil

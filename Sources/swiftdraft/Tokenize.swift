@@ -15,27 +15,34 @@ struct Tokenize: ParsableCommand {
     @Option(name: .customLong("val-fraction"), help: "Fraction of documents held out for validation.")
     var valFraction = 0.0
 
-    func validate() throws {
-        if input.isEmpty { throw ValidationError("--input: expected at least one file or directory") }
-        if CorpusTokenizer.Format(rawValue: format) == nil { throw ValidationError("--format: expected text or jsonl, got '\(format)'") }
-        if !(0..<1).contains(valFraction) { throw ValidationError("--val-fraction: expected a fraction in [0, 1)") }
-    }
-
     func run() throws {
+        var printedProgress = false
         do {
+            // Bad options are bad input like any other: exit 2 with one line, not ArgumentParser's usage text.
+            if input.isEmpty { throw DataError("--input: expected at least one file or directory") }
+            guard let chosenFormat = CorpusTokenizer.Format(rawValue: format) else {
+                throw DataError("--format: expected text or jsonl, got '\(format)'")
+            }
+            if !(0..<1).contains(valFraction) { throw DataError("--val-fraction: expected a fraction in [0, 1), got \(valFraction)") }
             var corpus = CorpusTokenizer(tokenizer: try loadTokenizer(tokenizer), tokenizerSpec: tokenizer)
-            corpus.format = CorpusTokenizer.Format(rawValue: format)!
+            corpus.format = chosenFormat
             corpus.field = field
             corpus.validationFraction = valFraction
+            // The running progress line rewrites itself with '\r', which only makes sense on a terminal; in a log or a
+            // pipe it would glue onto the next line (an error message included).
+            let interactive = isatty(STDERR_FILENO) != 0
             let summary = try corpus.run(inputs: input, output: output) { line in
+                guard interactive else { return }
+                printedProgress = true
                 FileHandle.standardError.write(Data((line + "\r").utf8))
             }
-            FileHandle.standardError.write(Data("\n".utf8))
-            print(String(format: "%@: %d documents, %@ train + %@ validation tokens from %.1f MB in %.1fs (%.2f MB/s)%@",
+            if printedProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            print(String(format: "%@: %d documents, %@ train + %@ validation tokens from %.1f MB in %.1fs (%.2f MB/s, %d threads)%@",
                          output, summary.documents, summary.trainTokens.formatted(), summary.validationTokens.formatted(),
-                         Double(summary.inputBytes) / 1e6, summary.seconds, summary.megabytesPerSecond,
+                         Double(summary.inputBytes) / 1e6, summary.seconds, summary.megabytesPerSecond, corpus.threads,
                          summary.skippedFiles.isEmpty ? "" : "; skipped \(summary.skippedFiles.count) non-text files"))
         } catch {
+            if printedProgress { FileHandle.standardError.write(Data("\n".utf8)) }
             exitOnError(error)
         }
     }
