@@ -22,7 +22,7 @@ extension CPUDevice {
                 var maxes = Vec(repeating: -.infinity)
                 var j = 0
                 while j + 8 <= vocab {
-                    maxes = pointwiseMax(maxes, loadVec(row + j))
+                    maxes = vmax(maxes, loadVec(row + j))
                     j += 8
                 }
                 var maximum = maxes.max()

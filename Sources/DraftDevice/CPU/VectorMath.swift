@@ -7,7 +7,9 @@ typealias Vec = SIMD8<Float>
 
 @inline(__always)
 func vexp(_ input: Vec) -> Vec {
-    let x = input.clamped(lowerBound: Vec(repeating: -87.33), upperBound: Vec(repeating: 88.72))
+    // Comparisons and blends, not `clamped`: its generic lane loop handles NaN per lane and does not vectorise.
+    var x = input.replacing(with: -87.33, where: input .< -87.33)
+    x.replace(with: 88.72, where: x .> 88.72)
     // Round x/ln2 to an integer by adding and subtracting 1.5 * 2^23: baseline x86-64 (SSE2) has no vector round
     // instruction, and `rounded()` on SIMD types falls back to a libm call per lane. The same sum holds n as an
     // integer in its low mantissa bits, which gives the exponent without a float-to-int conversion.
@@ -48,4 +50,10 @@ func loadVec(_ p: UnsafePointer<Float>) -> Vec {
 @inline(__always)
 func storeVec(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
+}
+
+/// Lane-wise maximum by compare and blend (see `vexp` on why not `pointwiseMax`).
+@inline(__always)
+func vmax(_ a: Vec, _ b: Vec) -> Vec {
+    a.replacing(with: b, where: b .> a)
 }
