@@ -34,9 +34,11 @@ final class LlamaParityTests: XCTestCase {
         XCTAssertLessThanOrEqual(abs(loss - referenceLoss) / referenceLoss, 1e-5, "loss \(loss) vs \(referenceLoss)")
 
         let gradients = try model.readGradients()
+        var worstGradient = 0.0, worstParameter = 0.0
         for slot in model.layout.slots {
             let reference = try XCTUnwrap(fixture.file.floats("grad." + slot.name), slot.name)
             let ours = Array(gradients[slot.offset..<(slot.offset + slot.count)])
+            worstGradient = max(worstGradient, relativeError(ours, reference))
             XCTAssertLessThanOrEqual(relativeError(ours, reference), 1e-4, "gradient of \(slot.name)")
         }
 
@@ -53,9 +55,11 @@ final class LlamaParityTests: XCTestCase {
             for slot in model.layout.slots {
                 let reference = try XCTUnwrap(fixture.file.floats("adamw\(step).\(slot.name)"), slot.name)
                 let ours = Array(parameters[slot.offset..<(slot.offset + slot.count)])
+                worstParameter = max(worstParameter, relativeError(ours, reference))
                 XCTAssertLessThanOrEqual(relativeError(ours, reference), 1e-5, "step \(step): \(slot.name)")
             }
         }
+        print("\(fixtureName): max |logit diff| \(maxLogitDiff), loss rel diff \(abs(loss - referenceLoss) / referenceLoss), worst gradient rel err \(worstGradient), worst AdamW parameter rel err \(worstParameter)")
     }
 }
 

@@ -157,3 +157,39 @@ final class ResumeTests: XCTestCase {
         }
     }
 }
+
+/// A checkpoint that does not fit the config is refused with exit 2, naming the first differing tensor or key; a run
+/// directory with checkpoints is not silently overwritten.
+final class ResumeRefusalTests: XCTestCase {
+    func testMismatchedCheckpointsAreRefused() throws {
+        let fixture = try RunFixture("refuse")
+        defer { fixture.remove() }
+        let run = fixture.work.appendingPathComponent("run")
+        XCTAssertEqual(try fixture.train(config: fixture.writeConfig(), runDirectory: run, arguments: ["--max-steps", "10"]).status, 0)
+        let saved = checkpoint(run, step: 10)
+
+        let wider = try fixture.train(config: fixture.writeConfig(), runDirectory: fixture.work.appendingPathComponent("wider"),
+                                      arguments: ["--resume", saved.path, "--set", "model.ffn_dim=96"])
+        XCTAssertEqual(wider.status, 2, wider.stderr)
+        XCTAssertTrue(wider.stderr.contains("model.layers.0.mlp.gate_proj.weight"), wider.stderr)
+        XCTAssertEqual(wider.stderr.split(separator: "\n").count, 1, wider.stderr)
+
+        // Same shapes, another vocabulary identity: shards made with another tokenizer would not match either, so
+        // the check is exercised through the checkpoint alone by patching its recorded hash with h5py when present.
+        let script = "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['tokenizer_sha256']='0'*64; f.close()"
+        let patched = fixture.work.appendingPathComponent("patched.h5")
+        try FileManager.default.copyItem(at: saved, to: patched)
+        let patch = try CLI.run(["python3", "-c", script, patched.path], executable: URL(fileURLWithPath: "/usr/bin/env"))
+        if patch.status == 0 {
+            let other = try fixture.train(config: fixture.writeConfig(), runDirectory: fixture.work.appendingPathComponent("other"),
+                                          arguments: ["--resume", patched.path])
+            XCTAssertEqual(other.status, 2, other.stderr)
+            XCTAssertTrue(other.stderr.contains("tokenizer_sha256"), other.stderr)
+        }
+
+        let fresh = try fixture.train(config: fixture.writeConfig(), runDirectory: run, arguments: ["--resume", "never"])
+        XCTAssertEqual(fresh.status, 2, fresh.stderr)
+        XCTAssertTrue(fresh.stderr.contains("--overwrite"), fresh.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: saved.path), "the refused run must not touch the checkpoints")
+    }
+}
