@@ -15,9 +15,11 @@ public struct BenchmarkResult: Sendable {
     public var parameters: Int
     /// Ranks that ran the benchmark together (each on its own micro-batch, gradients all-reduced every step).
     public var ranks: Int = 1
-    /// Per step, medians: seconds inside MPI calls plus blocked waiting, and the estimate of all-reduce time hidden
-    /// behind backward by overlap (0 for one rank).
+    /// Per step, medians: the all-reduce's time when it runs after backward (blocking), the part of it a step still
+    /// waits for (with overlap, the MPI calls on backward's path plus the final wait), and the difference, which
+    /// overlap hid. All 0 for one rank.
     public var allReduceSeconds: Double = 0
+    public var exposedSeconds: Double = 0
     public var hiddenSeconds: Double = 0
 
     public var medianSecondsPerStep: Double {
@@ -44,42 +46,57 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
     var rng = SplitMix64(seed: config.run.seed)
     let stream = (0...(batch * seqLen)).map { _ in Int32(rng.next() % UInt64(config.model.vocabSize)) }
     let tokens = Array(stream.dropLast()), targets = Array(stream.dropFirst())
-    var reducer: GradientReducer?
-    if communicator.size > 1, device is CPUDevice {
-        reducer = GradientReducer(communicator: communicator,
-                                  gradient: UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!,
-                                  count: model.layout.count, bucketBytes: Int(config.distributed.bucketMB * 1_048_576),
-                                  overlap: config.distributed.overlap,
-                                  progressThread: config.distributed.overlap && progressThreadHelps(device: device))
-        try reducer?.calibrate()
+    func makeReducer(overlap: Bool) -> GradientReducer? {
+        guard communicator.size > 1, device is CPUDevice else { return nil }
+        return GradientReducer(communicator: communicator,
+                               gradient: UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!,
+                               count: model.layout.count, bucketBytes: Int(config.distributed.bucketMB * 1_048_576),
+                               overlap: overlap, progressThread: overlap && progressThreadHelps(device: device))
     }
-    var times: [Double] = [], reduceTimes: [Double] = [], hidden: [Double] = []
-    for i in 0...steps {
+    /// One training step; returns its wall time and the all-reduce time it exposed (inside MPI calls on the step's
+    /// critical path, or blocked waiting for them).
+    func step(_ reducer: GradientReducer?) throws -> (seconds: Double, exposed: Double) {
         let start = now()
         try model.zeroGradients()
         let ready: ((Int) throws -> Void)? = reducer?.overlap == true ? { try reducer?.gradientsReady(from: $0) } : nil
         let r = try model.forwardBackward(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen,
                                           gradientsReady: ready)
+        var exposed = 0.0
         if let reducer {
             try reducer.finish()
-            let stats = reducer.lastStepStats
-            if i > 0 {
-                reduceTimes.append(stats.mpiSeconds + stats.blockedSeconds)
-                hidden.append(stats.hiddenSeconds)
-            }
+            exposed = reducer.lastStepStats.readySeconds + reducer.lastStepStats.blockedSeconds
         }
         try device.scale(model.gradients, count: model.layout.count, by: 1 / Float(r.targets * communicator.size))
         let norm = try optimizer.gradientNorm()
         try optimizer.update(lr: Float(config.optimizer.lr), gradNorm: norm)
         try device.synchronize()
-        if i > 0 { times.append(now() - start) }
+        return (now() - start, exposed)
+    }
+    func median(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
+
+    // With overlap, the same steps first run with one blocking all-reduce after backward: the all-reduce time in the
+    // step's own conditions (caches, memory traffic), against which the overlapped steps' exposed time is compared.
+    var blockingTimes: [Double] = []
+    if config.distributed.overlap, let blocking = makeReducer(overlap: false) {
+        _ = try step(blocking)
+        for _ in 0..<steps { blockingTimes.append(try step(blocking).exposed) }
+    }
+    let reducer = makeReducer(overlap: config.distributed.overlap)
+    var times: [Double] = [], exposedTimes: [Double] = []
+    for i in 0...steps {
+        let (seconds, exposed) = try step(reducer)
+        if i > 0 {
+            times.append(seconds)
+            exposedTimes.append(exposed)
+        }
     }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    func median(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
     return BenchmarkResult(steps: steps, tokensPerStep: batch * seqLen, secondsPerStep: times,
                            flopsPerToken: config.model.trainingFLOPsPerToken(seqLen: seqLen),
                            peakGFLOPs: measurePeakGFLOPs(device: device), peakRSSBytes: usage.ru_maxrss * 1024,
                            parameters: model.layout.count, ranks: communicator.size,
-                           allReduceSeconds: median(reduceTimes), hiddenSeconds: median(hidden))
+                           allReduceSeconds: blockingTimes.isEmpty ? median(exposedTimes) : median(blockingTimes),
+                           exposedSeconds: median(exposedTimes),
+                           hiddenSeconds: blockingTimes.isEmpty ? 0 : max(0, median(blockingTimes) - median(exposedTimes)))
 }
