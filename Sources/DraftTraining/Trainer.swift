@@ -321,6 +321,9 @@ public final class Trainer {
             reducer = GradientReducer(communicator: communicator, gradient: pointer, count: count,
                                       bucketBytes: bucketBytes, overlap: config.distributed.overlap,
                                       progressThread: config.distributed.overlap && progressThreadHelps(device: device))
+            // The reference the metrics' allreduce_hidden_s is estimated against (a blocking reduction of the same
+            // buckets, timed once here; collective, so every rank calls it at this point).
+            if config.distributed.overlap { try reducer?.calibrate() }
         } else {
             let staging = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
             staging.initialize(repeating: 0)
