@@ -20,14 +20,12 @@ struct Train: ParsableCommand {
     @Flag(help: "With --resume never, start over in a run directory that holds checkpoints.") var overwrite = false
     @Flag(help: "No progress lines on stdout.") var quiet = false
 
-    func validate() throws {
-        if let device, !["cpu", "hpu"].contains(device) { throw ValidationError("--device: expected cpu or hpu, got '\(device)'") }
-        if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps: expected a positive integer") }
-    }
-
     func run() throws {
         var communicator: (any Communicator)?
         do {
+            // Bad options are bad input like any other: exit 2 with one line, not ArgumentParser's usage text.
+            if let device, !["cpu", "hpu"].contains(device) { throw ConfigError("--device: expected cpu or hpu, got '\(device)'") }
+            if let maxSteps, maxSteps <= 0 { throw ConfigError("--max-steps: expected a positive integer, got \(maxSteps)") }
             communicator = try makeCommunicator()
             let world = communicator!
             var config = try TrainingConfig.load(path: self.config, overrides: overrides)
