@@ -18,7 +18,7 @@ final class CorpusParityTests: XCTestCase {
 
     static let minimumBytes = 5_000_000
 
-    func references(_ tsv: String, tokenizerJSON: URL) throws -> (refs: [Reference], texts: [String], bytes: Int, left: Int) {
+    func references(_ tsv: String, tokenizerJSON: URL?) throws -> (refs: [Reference], texts: [String], bytes: Int, left: Int) {
         let path = Assets.repo.appendingPathComponent("scripts/reference/\(tsv)")
         let lines = try String(contentsOf: path, encoding: .utf8).split(separator: "\n")
         var refs = [Reference](), texts = [String](), bytes = 0
@@ -35,7 +35,7 @@ final class CorpusParityTests: XCTestCase {
             bytes += data.count
         }
         var left = changed.count
-        if !changed.isEmpty && Assets.pythonTokenizers {
+        if !changed.isEmpty && Assets.pythonTokenizers, let tokenizerJSON {
             let list = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdraft-parity-\(UUID()).txt")
             defer { try? FileManager.default.removeItem(at: list) }
             try changed.map { String($0.0) }.joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
@@ -56,7 +56,9 @@ final class CorpusParityTests: XCTestCase {
 
     func check(tsv: String, tokenizer: String, referenceJSON: String, roundTrip: Bool) throws {
         let tokURL = try Assets.require(tokenizer)
-        let refJSON = try Assets.require(referenceJSON)
+        // The reference tokenizer.json only re-references changed files live and diagnoses a mismatch: the GGUF
+        // paths are checked against the committed digests without it (transformers needs PyTorch to make it).
+        let refJSON = try? Assets.require(referenceJSON)
         let (refs, texts, bytes, left) = try references(tsv, tokenizerJSON: refJSON)
         if bytes < Self.minimumBytes {
             throw XCTSkip("only \(bytes) bytes of the corpus are on this machine unchanged (need 5 MB; run scripts/fetch-assets.sh)")
@@ -76,7 +78,7 @@ final class CorpusParityTests: XCTestCase {
               + String(format: "encodeBatch %.2f s (%.2f MB/s on all cores)", seconds, Double(bytes) / 1e6 / seconds))
         XCTAssertEqual(mismatches.count, 0, "\(tokenizer): \(mismatches.count) files differ from tokenizers, first: "
                        + mismatches.prefix(5).joined(separator: ", "))
-        if let first = mismatches.first, let i = refs.firstIndex(where: { first.hasPrefix($0.name) }) {
+        if let first = mismatches.first, let i = refs.firstIndex(where: { first.hasPrefix($0.name) }), let refJSON {
             diagnose(refs[i], encoded[i], referenceJSON: refJSON, tokenizer: tok)
         }
         if roundTrip {
