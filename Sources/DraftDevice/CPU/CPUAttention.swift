@@ -3,9 +3,10 @@ import Foundation
 /// Causal grouped-query attention on the CPU.
 ///
 /// One task per (batch, KV head): the query heads sharing a KV head run in the same task, so the `dK`/`dV`
-/// accumulations of a group never race. Each head is two `sgemm`s around a row softmax; the backward pass recomputes
-/// the probabilities from the saved log-sum-exp instead of keeping `(T, T)` matrices per head, so activation memory
-/// stays linear in the sequence length.
+/// accumulations of a group never race. Each head runs in blocks of `causalBlock` query rows; a block's rows see only
+/// the keys up to its last row, so the products skip most of the masked upper triangle (about half the work at long
+/// sequence lengths). The backward pass recomputes the probabilities from the saved log-sum-exp instead of keeping
+/// `(T, T)` matrices per head, so activation memory stays linear in the sequence length.
 extension CPUDevice {
     public func attentionForward(q: DevicePointer<Float>, k: DevicePointer<Float>, v: DevicePointer<Float>,
                                  out: DevicePointer<Float>, lse: DevicePointer<Float>,
@@ -24,12 +25,17 @@ extension CPUDevice {
                     let kb = k + b * T * kvStride + g * headDim, vb = v + b * T * kvStride + g * headDim
                     for h in (g * group)..<((g + 1) * group) {
                         let qb = q + b * T * qStride + h * headDim, ob = out + b * T * qStride + h * headDim
-                        sgemm(false, true, T, T, headDim, scale, qb, qStride, kb, kvStride, 0, scores, T)
                         let lseRow = lse + (b * heads + h) * T
-                        for i in 0..<T {
-                            lseRow[i] = causalSoftmaxRow(scores + i * T, length: i + 1, total: T)
+                        for (r0, r1) in causalBlocks(T) {
+                            let rows = r1 - r0, block = scores + r0 * T
+                            sgemm(false, true, rows, r1, headDim, scale, qb + r0 * qStride, qStride, kb, kvStride,
+                                  0, block, T)
+                            for i in r0..<r1 {
+                                lseRow[i] = causalSoftmaxRow(scores + i * T, length: i + 1, total: r1)
+                            }
+                            sgemm(false, false, rows, headDim, r1, 1, block, T, vb, kvStride, 0, ob + r0 * qStride,
+                                  qStride)
                         }
-                        sgemm(false, false, T, headDim, T, 1, scores, T, vb, kvStride, 0, ob, qStride)
                     }
                 }
             }
@@ -54,31 +60,39 @@ extension CPUDevice {
                 for task in tasks {
                     let b = task / kvHeads, g = task % kvHeads
                     let kvOffset = b * T * kvStride + g * headDim
-                    for (index, h) in ((g * group)..<((g + 1) * group)).enumerated() {
+                    // dK and dV accumulate over the group's heads and the query blocks: start from zero.
+                    for t in 0..<T {
+                        (dK + kvOffset + t * kvStride).update(repeating: 0, count: headDim)
+                        (dV + kvOffset + t * kvStride).update(repeating: 0, count: headDim)
+                    }
+                    for h in (g * group)..<((g + 1) * group) {
                         let qOffset = b * T * qStride + h * headDim
                         let lseRow = lse + (b * heads + h) * T
-                        // P = exp(scale * Q K^T - lse), causal.
-                        sgemm(false, true, T, T, headDim, scale, q + qOffset, qStride, k + kvOffset, kvStride,
-                              0, probs, T)
-                        for i in 0..<T {
-                            expShiftedRow(probs + i * T, length: i + 1, total: T, shift: lseRow[i])
+                        for (r0, r1) in causalBlocks(T) {
+                            let rows = r1 - r0, p = probs + r0 * T, dp = dProbs + r0 * T
+                            let qBlock = qOffset + r0 * qStride
+                            // P = exp(scale * Q K^T - lse), causal.
+                            sgemm(false, true, rows, r1, headDim, scale, q + qBlock, qStride, k + kvOffset, kvStride,
+                                  0, p, T)
+                            for i in r0..<r1 {
+                                expShiftedRow(probs + i * T, length: i + 1, total: r1, shift: lseRow[i])
+                            }
+                            // dP = dO V^T
+                            sgemm(false, true, rows, r1, headDim, 1, dO + qBlock, qStride, v + kvOffset, kvStride,
+                                  0, dp, T)
+                            // dS = P * (dP - rowsum(dO * O))
+                            for i in r0..<r1 {
+                                let d = dot(dO + qOffset + i * qStride, o + qOffset + i * qStride, headDim)
+                                softmaxBackwardRow(probs + i * T, dProbs + i * T, length: i + 1, total: r1, rowDot: d)
+                            }
+                            // dV += P^T dO ; dQ = scale dS K ; dK += scale dS^T Q
+                            sgemm(true, false, r1, headDim, rows, 1, p, T, dO + qBlock, qStride,
+                                  1, dV + kvOffset, kvStride)
+                            sgemm(false, false, rows, headDim, r1, scale, dp, T, k + kvOffset, kvStride,
+                                  0, dQ + qBlock, qStride)
+                            sgemm(true, false, r1, headDim, rows, scale, dp, T, q + qBlock, qStride,
+                                  1, dK + kvOffset, kvStride)
                         }
-                        // dP = dO V^T
-                        sgemm(false, true, T, T, headDim, 1, dO + qOffset, qStride, v + kvOffset, kvStride,
-                              0, dProbs, T)
-                        // dS = P * (dP - rowsum(dO * O))
-                        for i in 0..<T {
-                            let d = dot(dO + qOffset + i * qStride, o + qOffset + i * qStride, headDim)
-                            softmaxBackwardRow(probs + i * T, dProbs + i * T, length: i + 1, total: T, rowDot: d)
-                        }
-                        let beta: Float = index == 0 ? 0 : 1
-                        // dV += P^T dO ; dQ = scale dS K ; dK += scale dS^T Q
-                        sgemm(true, false, T, headDim, T, 1, probs, T, dO + qOffset, qStride,
-                              beta, dV + kvOffset, kvStride)
-                        sgemm(false, false, T, headDim, T, scale, dProbs, T, k + kvOffset, kvStride,
-                              0, dQ + qOffset, qStride)
-                        sgemm(true, false, T, headDim, T, scale, dProbs, T, q + qOffset, qStride,
-                              beta, dK + kvOffset, kvStride)
                     }
                 }
             }
@@ -90,6 +104,16 @@ extension CPUDevice {
             throw DeviceError(.invalidArgument, "attention: heads \(heads) is not a multiple of kv_heads \(kvHeads)")
         }
     }
+}
+
+/// Query rows per causal block: large enough for efficient matrix products, small enough that the skipped triangle
+/// matters.
+let causalBlock = 64
+
+/// `[r0, r1)` row ranges of the causal blocks of a `T`-row sequence.
+@inline(__always)
+func causalBlocks(_ T: Int) -> [(Int, Int)] {
+    stride(from: 0, to: T, by: causalBlock).map { ($0, min($0 + causalBlock, T)) }
 }
 
 /// Softmax of the first `length` entries in place, zeroing the masked rest up to `total`; returns the log-sum-exp.
