@@ -229,38 +229,42 @@ func readAttribute(_ name: String, of object: hid_t, where location: String,
 /// Names collected by an H5Aiterate2/H5Literate callback.
 private final class NameList { var names: [String] = [] }
 
-/// Attribute names of `object`, in creation order where the file tracks it (ours do), else by name.
-func listAttributeNames(of object: hid_t, where location: String, _ ctx: HDF5Context) throws -> [String] {
+/// Runs one HDF5 iteration (`iterate(index, context)`, whose callback passes each name to `appendName`) in creation
+/// order where the file tracks it (ours do), else by name; nil when both fail.
+private func collectNames(_ iterate: (H5_index_t, UnsafeMutableRawPointer) -> herr_t) -> [String]? {
     for index in [H5_INDEX_CRT_ORDER, H5_INDEX_NAME] {
         let list = NameList()
         let unmanaged = Unmanaged.passRetained(list)
         defer { unmanaged.release() }
-        var position: hsize_t = 0
-        let status = H5Aiterate2(object, index, H5_ITER_INC, &position, { _, name, _, data in
-            guard let name, let data else { return 0 }
-            Unmanaged<NameList>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
-            return 0
-        }, unmanaged.toOpaque())
-        if status >= 0 { return list.names }
+        if iterate(index, unmanaged.toOpaque()) >= 0 { return list.names }
         _ = H5Eclear2(swd_h5e_default())
     }
-    throw ctx.failure("expected to list the attributes of \(location)")
+    return nil
 }
 
-/// Link names inside group `group`, in creation order where the file tracks it (ours do), else by name.
-func listLinkNames(in group: hid_t, where location: String, _ ctx: HDF5Context) throws -> [String] {
-    for index in [H5_INDEX_CRT_ORDER, H5_INDEX_NAME] {
-        let list = NameList()
-        let unmanaged = Unmanaged.passRetained(list)
-        defer { unmanaged.release() }
+/// The body of both iteration callbacks: C callbacks cannot capture, so the list travels as the context pointer.
+private func appendName(_ name: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?) -> herr_t {
+    guard let name, let context else { return 0 }
+    Unmanaged<NameList>.fromOpaque(context).takeUnretainedValue().names.append(String(cString: name))
+    return 0
+}
+
+/// Attribute names of `object`, in creation order where the file tracks it, else by name.
+func listAttributeNames(of object: hid_t, where location: String, _ ctx: HDF5Context) throws -> [String] {
+    let names = collectNames { index, context in
         var position: hsize_t = 0
-        let status = H5Literate(group, index, H5_ITER_INC, &position, { _, name, _, data in
-            guard let name, let data else { return 0 }
-            Unmanaged<NameList>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
-            return 0
-        }, unmanaged.toOpaque())
-        if status >= 0 { return list.names }
-        _ = H5Eclear2(swd_h5e_default())
+        return H5Aiterate2(object, index, H5_ITER_INC, &position, { _, name, _, data in appendName(name, data) }, context)
     }
-    throw ctx.failure("expected to list the contents of \(location)")
+    guard let names else { throw ctx.failure("expected to list the attributes of \(location)") }
+    return names
+}
+
+/// Link names inside group `group`, in creation order where the file tracks it, else by name.
+func listLinkNames(in group: hid_t, where location: String, _ ctx: HDF5Context) throws -> [String] {
+    let names = collectNames { index, context in
+        var position: hsize_t = 0
+        return H5Literate(group, index, H5_ITER_INC, &position, { _, name, _, data in appendName(name, data) }, context)
+    }
+    guard let names else { throw ctx.failure("expected to list the contents of \(location)") }
+    return names
 }

@@ -187,3 +187,9 @@ public final class InstrumentedDevice: Device {
         try check("adamw", "params", params, rows: 1, cols: count)
     }
 }
+
+extension Device {
+    /// The device doing the work: `self`, or what an `InstrumentedDevice` forwards to. Callers that need a backend's
+    /// own facts (host-addressable memory, an HPU module, transfer counters) ask this, so `--debug` changes nothing.
+    public var underlying: any Device { (self as? InstrumentedDevice)?.base.underlying ?? self }
+}

@@ -66,15 +66,20 @@ public final class AdamW {
     }
 
     /// Clips the gradient to `gradClip` (as `torch.nn.utils.clip_grad_norm_`: scale by `clip / (norm + 1e-6)` when
-    /// that is below 1), then applies one AdamW update at learning rate `lr`. `gradNorm` is the norm measured by the
-    /// caller (who checks it for NaN before stepping). Returns the clip factor applied.
+    /// that is below 1), then applies one AdamW update at learning rate `lr`.
+    ///
+    /// `gradientScale` is a factor the buffer still needs (the trainer's 1 / global target count): it is folded into
+    /// the clipping pass so the gradient is rescaled once, not twice. `gradNorm` is the norm of the buffer as it is
+    /// (measured by the caller, who checks it for NaN before stepping). Returns the clip factor applied.
     @discardableResult
-    public func update(lr: Float, gradNorm: Float) throws -> Float {
+    public func update(lr: Float, gradNorm: Float, gradientScale: Float = 1) throws -> Float {
         let device = model.device, h = hyperparameters
         var factor: Float = 1
         if let clip = h.gradClip, clip > 0 {
-            factor = min(1, clip / (gradNorm + 1e-6))
-            if factor < 1 { try device.scale(model.gradients, count: model.layout.count, by: factor) }
+            factor = min(1, clip / (gradNorm * gradientScale + 1e-6))
+        }
+        if factor * gradientScale != 1 {
+            try device.scale(model.gradients, count: model.layout.count, by: factor * gradientScale)
         }
         step += 1
         for run in decayRuns {

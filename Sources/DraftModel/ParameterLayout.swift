@@ -57,6 +57,4 @@ public struct ParameterLayout: Sendable {
         count = offset
         self.slots = slots
     }
-
-    public func slot(named name: String) -> TensorSlot? { slots.first { $0.name == name } }
 }

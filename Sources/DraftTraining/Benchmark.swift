@@ -47,7 +47,7 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
     let stream = (0...(batch * seqLen)).map { _ in Int32(rng.next() % UInt64(config.model.vocabSize)) }
     let tokens = Array(stream.dropLast()), targets = Array(stream.dropFirst())
     func makeReducer(overlap: Bool) -> GradientReducer? {
-        guard communicator.size > 1, device is CPUDevice else { return nil }
+        guard communicator.size > 1, device.underlying is CPUDevice else { return nil }
         return GradientReducer(communicator: communicator,
                                gradient: UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!,
                                count: model.layout.count, bucketBytes: Int(config.distributed.bucketMB * 1_048_576),
@@ -66,9 +66,8 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
             try reducer.finish()
             exposed = reducer.lastStepStats.readySeconds + reducer.lastStepStats.blockedSeconds
         }
-        try device.scale(model.gradients, count: model.layout.count, by: 1 / Float(r.targets * communicator.size))
-        let norm = try optimizer.gradientNorm()
-        try optimizer.update(lr: Float(config.optimizer.lr), gradNorm: norm)
+        try optimizer.update(lr: Float(config.optimizer.lr), gradNorm: try optimizer.gradientNorm(),
+                             gradientScale: 1 / Float(r.targets * communicator.size))
         try device.synchronize()
         return (now() - start, exposed)
     }

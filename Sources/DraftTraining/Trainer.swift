@@ -125,7 +125,7 @@ public final class Trainer {
         PreemptionSignal.install()
         // Which device each rank drives (the HPU module, or -1 for the CPU), so a run's log shows the rank-to-module map.
         var modules = [Double](repeating: -1, count: communicator.size)
-        modules[communicator.rank] = Double((device as? HPUDevice)?.module ?? -1)
+        modules[communicator.rank] = Double((device.underlying as? HPUDevice)?.module ?? -1)
         modules = try communicator.allReduceMax(modules)
         metrics?.event("start", [("step", step), ("world_size", communicator.size), ("device", device.name),
                                  ("modules", modules.map { String(Int($0)) }.joined(separator: ","))])
@@ -138,7 +138,7 @@ public final class Trainer {
         let runStart = now()
         var intervalStart = runStart, intervalTokens = 0, stepsThisProcess = 0, intervalStartStep = step
         var intervalBytes: (toDevice: UInt64, toHost: UInt64) = (0, 0)
-        if let hpu = device as? HPUDevice { intervalBytes = (hpu.bytesToDevice, hpu.bytesToHost) }
+        if let hpu = device.underlying as? HPUDevice { intervalBytes = (hpu.bytesToDevice, hpu.bytesToHost) }
         var phases = PhaseTimes()
         var lastStage = step > 0 ? config.stage(ofStep: step - 1) : -1
 
@@ -185,7 +185,7 @@ public final class Trainer {
                     fields += [("allreduce_s", stats.mpiSeconds + stats.blockedSeconds), ("allreduce_blocked_s", stats.blockedSeconds),
                                ("allreduce_hidden_s", stats.hiddenSeconds)]
                 }
-                if let hpu = device as? HPUDevice {
+                if let hpu = device.underlying as? HPUDevice {
                     // Per step over the logging interval: the plugin boundary's traffic, which staging adds.
                     let steps = UInt64(max(step - intervalStartStep, 1))
                     fields += [("bytes_to_device", Int((hpu.bytesToDevice - intervalBytes.toDevice) / steps)),
@@ -289,12 +289,14 @@ public final class Trainer {
         let t2 = now()
         phases.reduce += t2 - t0
         let globalTargets = max(totals[1], 1)
-        try device.scale(model.gradients, count: model.layout.count, by: Float(1 / globalTargets))
-        let gradNorm = Double(try optimizer.gradientNorm())
+        // The buffer holds the gradient of the summed loss; AdamW folds 1/targets into its clipping pass.
+        let gradientScale = Float(1 / globalTargets)
+        let bufferNorm = try optimizer.gradientNorm()
+        let gradNorm = Double(bufferNorm * gradientScale)
         let loss = totals[0] / globalTargets
         let lr = schedule.rate(step: step)
         let finite = loss.isFinite && gradNorm.isFinite
-        if finite { try optimizer.update(lr: Float(lr), gradNorm: Float(gradNorm)) }
+        if finite { try optimizer.update(lr: Float(lr), gradNorm: bufferNorm, gradientScale: gradientScale) }
         phases.optimizer += now() - t2
         return StepResult(loss: finite ? loss : nil, rawLoss: loss, gradNorm: gradNorm, lr: lr, stop: totals[2] > 0)
     }
@@ -316,7 +318,7 @@ public final class Trainer {
         guard communicator.size > 1 else { return }
         let count = model.layout.count
         let bucketBytes = Int(config.distributed.bucketMB * 1_048_576)
-        if device is CPUDevice {
+        if device.underlying is CPUDevice {
             let pointer = UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!
             reducer = GradientReducer(communicator: communicator, gradient: pointer, count: count,
                                       bucketBytes: bucketBytes, overlap: config.distributed.overlap,

@@ -42,8 +42,10 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(config: config, options: options, communicator: world, device: compute)
             let summary = try trainer.run()
             if world.rank == 0, !quiet {
+                let validation = summary.validationLoss.keys.sorted()
+                    .map { String(format: ", validation %@ %.4f", $0, summary.validationLoss[$0]!) }.joined()
                 print(String(format: "done: %d steps, last loss %.4f, %.0f tokens/s", summary.steps, summary.lastLoss,
-                             summary.tokensPerSecond))
+                             summary.tokensPerSecond) + validation)
             }
             try world.shutdown()
         } catch {

@@ -119,19 +119,9 @@ func causalBlocks(_ T: Int) -> [(Int, Int)] {
 /// Softmax of the first `length` entries in place, zeroing the masked rest up to `total`; returns the log-sum-exp.
 @inline(__always)
 private func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, length: Int, total: Int) -> Float {
-    var maximum = -Float.infinity
-    for j in 0..<length { maximum = max(maximum, row[j]) }
+    let maximum = rowMax(row, length: length)
     let sum = expInPlace(row, length: length, shift: maximum)
-    let inverse = 1 / sum
-    var j = 0
-    while j + 8 <= length {
-        storeVec(loadVec(row + j) * inverse, row + j)
-        j += 8
-    }
-    while j < length {
-        row[j] *= inverse
-        j += 1
-    }
+    scaleInPlace(row, length: length, by: 1 / sum)
     (row + length).update(repeating: 0, count: total - length)
     return maximum + log(sum)
 }

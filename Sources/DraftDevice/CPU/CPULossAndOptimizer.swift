@@ -19,29 +19,10 @@ extension CPUDevice {
                     continue
                 }
                 let targetLogit = row[target]
-                var maxes = Vec(repeating: -.infinity)
-                var j = 0
-                while j + 8 <= vocab {
-                    maxes = vmax(maxes, loadVec(row + j))
-                    j += 8
-                }
-                var maximum = maxes.max()
-                while j < vocab {
-                    maximum = max(maximum, row[j])
-                    j += 1
-                }
+                let maximum = rowMax(row, length: vocab)
                 let sum = expInPlace(row, length: vocab, shift: maximum)
                 losses[r] = log(sum) + maximum - targetLogit
-                let factor = lossScale / sum
-                j = 0
-                while j + 8 <= vocab {
-                    storeVec(loadVec(row + j) * factor, row + j)
-                    j += 8
-                }
-                while j < vocab {
-                    row[j] *= factor
-                    j += 1
-                }
+                scaleInPlace(row, length: vocab, by: lossScale / sum)
                 row[target] -= lossScale
             }
         }

@@ -57,3 +57,34 @@ func storeVec(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
 func vmax(_ a: Vec, _ b: Vec) -> Vec {
     a.replacing(with: b, where: b .> a)
 }
+
+/// The largest of `length` floats, 8 lanes at a time.
+@inline(__always)
+func rowMax(_ row: UnsafePointer<Float>, length: Int) -> Float {
+    var maxes = Vec(repeating: -.infinity)
+    var j = 0
+    while j + 8 <= length {
+        maxes = vmax(maxes, loadVec(row + j))
+        j += 8
+    }
+    var maximum = maxes.max()
+    while j < length {
+        maximum = max(maximum, row[j])
+        j += 1
+    }
+    return maximum
+}
+
+/// `row[j] *= factor` for `j < length`.
+@inline(__always)
+func scaleInPlace(_ row: UnsafeMutablePointer<Float>, length: Int, by factor: Float) {
+    var j = 0
+    while j + 8 <= length {
+        storeVec(loadVec(row + j) * factor, row + j)
+        j += 8
+    }
+    while j < length {
+        row[j] *= factor
+        j += 1
+    }
+}
