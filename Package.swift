@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // SwiftDraft: a data-parallel trainer for speculative-decoding draft models.
-// One module per layer: C shims -> device & kernels -> model -> data -> distributed -> checkpoint -> training -> CLI.
+// One module per layer: C shims -> errors, formats -> device & kernels -> model, tokenizer -> data -> distributed ->
+// checkpoint -> inference -> training -> CLI.
 import PackageDescription
 
 let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
@@ -26,22 +27,32 @@ let package = Package(
         .target(name: "HPUStub", dependencies: ["HPUPluginABI", "CBLAS"],
                 cSettings: [.unsafeFlags(["-O2"])]),
 
-        .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI"], swiftSettings: optimised),
-        .target(name: "DraftModel", dependencies: ["DraftDevice"], swiftSettings: optimised),
-        .target(name: "DraftTokenizer", swiftSettings: optimised),
-        .target(name: "DraftData", dependencies: ["DraftTokenizer"], swiftSettings: optimised),
-        .target(name: "DraftDistributed", dependencies: ["CMPI"], swiftSettings: optimised),
-        .target(name: "DraftCheckpoint", dependencies: ["CHDF5"], swiftSettings: optimised),
+        // What every module's bad-input errors adopt, so the CLI maps them to exit 2.
+        .target(name: "DraftErrors"),
+        // File formats: GGUF, safetensors, ggml's quantized block types.
+        .target(name: "DraftFormats", dependencies: ["DraftErrors"]),
+        .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI", "DraftFormats", "DraftErrors"],
+                swiftSettings: optimised),
+        .target(name: "DraftModel", dependencies: ["DraftDevice", "DraftFormats", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftData", dependencies: ["DraftTokenizer", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftDistributed", dependencies: ["CMPI", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftCheckpoint", dependencies: ["CHDF5", "DraftModel", "DraftDevice", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftInference",
+                dependencies: ["DraftDevice", "DraftFormats", "DraftModel", "DraftTokenizer", "DraftCheckpoint", "DraftErrors"],
+                swiftSettings: optimised),
         .target(name: "DraftTraining",
                 dependencies: ["DraftDevice", "DraftModel", "DraftData", "DraftTokenizer", "DraftDistributed",
-                               "DraftCheckpoint", .product(name: "Yams", package: "Yams")],
+                               "DraftCheckpoint", "DraftFormats", "DraftErrors", .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimised),
         .executableTarget(name: "swiftdraft",
-                          dependencies: ["DraftTraining", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["DraftTraining", "DraftInference", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimised),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
         .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
+        .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
+        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats"]),
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),

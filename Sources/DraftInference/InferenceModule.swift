@@ -1,0 +1,1 @@
+// DraftInference: running targets and drafts for generation (prefill, KV-cache decode, sampling).

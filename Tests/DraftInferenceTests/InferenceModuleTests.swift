@@ -1,0 +1,6 @@
+import DraftInference
+import XCTest
+
+final class InferenceModuleTests: XCTestCase {
+    func testModuleLinks() {}
+}
