@@ -40,7 +40,7 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable {
 /// - Kernels may run asynchronously in issue order; `copyToHost` and `synchronize` wait for everything issued before.
 /// - Backward kernels document whether they overwrite or accumulate (`+=`) into their gradient outputs.
 ///   Parameter gradients always accumulate, so gradient accumulation over micro-batches needs no extra work.
-public protocol Device: AnyObject {
+public protocol Device: AnyObject, DecodeKernels {
     /// A human-readable name, e.g. `cpu (2 threads, OpenBLAS)` or `hpu:3 (stub plugin /path)`.
     var name: String { get }
 

@@ -1,0 +1,115 @@
+import DraftDevice
+import Foundation
+import DraftFormats
+
+/// The shape and numerics of a decoder-only transformer as inference needs them, whatever file it came from
+/// (GGUF metadata, a Hugging Face `config.json`, a SwiftDraft checkpoint's model config).
+public struct DecoderConfig: Sendable, Equatable {
+    /// `llama`, `phi3` or `qwen2`: the architecture the weights were read as (the layer logic is shared).
+    public var architecture: String
+    public var vocabSize: Int
+    public var dim: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var ffnDim: Int
+    /// The longest context the model was trained for; prompts plus new tokens beyond it are refused.
+    public var contextLength: Int
+    public var normEps: Float
+    /// Rotary inverse frequencies, `headDim / 2` of them, with any scaling (Llama-3's `llama3` type) already applied.
+    public var ropeInverseFrequencies: [Float]
+    public var bosTokenID: Int32?
+    public var eosTokenIDs: [Int32]
+
+    public init(architecture: String, vocabSize: Int, dim: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int,
+                ffnDim: Int, contextLength: Int, normEps: Float, ropeInverseFrequencies: [Float],
+                bosTokenID: Int32?, eosTokenIDs: [Int32]) {
+        self.architecture = architecture
+        self.vocabSize = vocabSize
+        self.dim = dim
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.ffnDim = ffnDim
+        self.contextLength = contextLength
+        self.normEps = normEps
+        self.ropeInverseFrequencies = ropeInverseFrequencies
+        self.bosTokenID = bosTokenID
+        self.eosTokenIDs = eosTokenIDs
+    }
+
+    /// Plain rotary inverse frequencies `1 / theta^(2i/headDim)`, computed in float32 as Hugging Face does.
+    public static func ropeInverseFrequencies(theta: Double, headDim: Int) -> [Float] {
+        (0..<(headDim / 2)).map { i in Float(1 / pow(theta, Double(2 * i) / Double(headDim))) }
+    }
+}
+
+/// A weight matrix `(rows = out features, columns = in features)` as a layer multiplies by it: fp32 in device memory
+/// (a draft, a Hugging Face model) or a quantized block type in host memory (a GGUF target, CPU only).
+public enum LinearWeight: @unchecked Sendable {
+    case dense(DevicePointer<Float>, rows: Int, columns: Int)
+    case quantized(QuantizedMatrix)
+
+    public var rows: Int {
+        switch self {
+        case .dense(_, let rows, _): return rows
+        case .quantized(let m): return m.rows
+        }
+    }
+    public var columns: Int {
+        switch self {
+        case .dense(_, _, let columns): return columns
+        case .quantized(let m): return m.columns
+        }
+    }
+}
+
+/// One decoder layer's weights. Rotary q/k rows are in Hugging Face's half-split order (a GGUF `llama` file's
+/// interleaved rows are un-permuted at load). Biases are Qwen2's; nil elsewhere.
+public struct DecoderLayerWeights: @unchecked Sendable {
+    public var inputNorm: DevicePointer<Float>
+    public var q, k, v, o: LinearWeight
+    public var qBias, kBias, vBias: DevicePointer<Float>?
+    public var postNorm: DevicePointer<Float>
+    public var gate, up, down: LinearWeight
+
+    public init(inputNorm: DevicePointer<Float>, q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight,
+                qBias: DevicePointer<Float>? = nil, kBias: DevicePointer<Float>? = nil, vBias: DevicePointer<Float>? = nil,
+                postNorm: DevicePointer<Float>, gate: LinearWeight, up: LinearWeight, down: LinearWeight) {
+        self.inputNorm = inputNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.o = o
+        self.qBias = qBias
+        self.kBias = kBias
+        self.vBias = vBias
+        self.postNorm = postNorm
+        self.gate = gate
+        self.up = up
+        self.down = down
+    }
+}
+
+/// All of a decoder's weights on one device. `owner` keeps whatever backs them alive (a GGUF memory map, device
+/// allocations, a `LlamaModel`), for as long as the weights are used.
+public struct DecoderWeights: @unchecked Sendable {
+    /// `(vocab, dim)`: fp32 rows on the device, or quantized rows (gathered and dequantized per token).
+    public var embedding: LinearWeight
+    public var layers: [DecoderLayerWeights]
+    public var finalNorm: DevicePointer<Float>
+    /// `(vocab, dim)`; the embedding itself when tied.
+    public var head: LinearWeight
+    public var owner: AnyObject?
+
+    public init(embedding: LinearWeight, layers: [DecoderLayerWeights], finalNorm: DevicePointer<Float>,
+                head: LinearWeight, owner: AnyObject?) {
+        self.embedding = embedding
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.head = head
+        self.owner = owner
+    }
+}

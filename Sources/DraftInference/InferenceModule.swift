@@ -1,1 +1,0 @@
-// DraftInference: running targets and drafts for generation (prefill, KV-cache decode, sampling).
