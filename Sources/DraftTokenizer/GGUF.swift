@@ -1,145 +1,5 @@
+import DraftFormats
 import Foundation
-
-/// A metadata value of a GGUF file. Arrays are kept typed: a vocabulary's tokens, scores and merges are large.
-enum GGUFValue {
-    case uint(UInt64)
-    case int(Int64)
-    case float(Double)
-    case bool(Bool)
-    case string(String)
-    case strings([String])
-    case ints([Int64])
-    case floats([Double])
-    case otherArray(count: Int)
-
-    var integer: Int64? {
-        switch self {
-        case .uint(let v): return v <= UInt64(Int64.max) ? Int64(v) : nil
-        case .int(let v): return v
-        default: return nil
-        }
-    }
-    var string: String? { if case .string(let s) = self { return s }; return nil }
-    var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
-}
-
-/// The key/value metadata of a GGUF file (versions 2 and 3); tensor infos and data are not read.
-struct GGUFMetadata {
-    let version: UInt32
-    let values: [String: GGUFValue]
-
-    /// Parses the header and every key/value pair; truncation or a bad type is an error naming the byte offset.
-    init(_ b: UnsafeRawBufferPointer, path: String) throws {
-        var r = GGUFReader(b: b, path: path)
-        guard b.count >= 4, b.load(as: UInt32.self) == 0x4655_4747 else {
-            throw TokenizerError("\(path): not a GGUF file (expected the magic 'GGUF' at byte 0)")
-        }
-        r.i = 4
-        version = try r.u32("the version")
-        guard version == 2 || version == 3 else {
-            throw TokenizerError("\(path): GGUF version \(version) (expected 2 or 3)")
-        }
-        _ = try r.u64("the tensor count")
-        let kvCount = try r.u64("the metadata count")
-        guard kvCount < 1 << 24 else { throw TokenizerError("\(path): implausible metadata count \(kvCount) at byte 16") }
-        var values = [String: GGUFValue]()
-        for _ in 0..<kvCount {
-            let key = try r.string("a metadata key")
-            let at = r.i
-            let type = try r.u32("the value type of '\(key)'")
-            values[key] = try r.value(type: type, key: key, at: at, depth: 0)
-        }
-        self.values = values
-    }
-}
-
-private struct GGUFReader {
-    let b: UnsafeRawBufferPointer
-    let path: String
-    var i = 0
-
-    func truncated(_ what: String) -> TokenizerError {
-        TokenizerError("\(path): truncated GGUF at byte \(i) (expected \(what))")
-    }
-
-    mutating func need(_ n: Int, _ what: String) throws {
-        if n < 0 || b.count - i < n { throw truncated(what) }
-    }
-    mutating func u8(_ w: String) throws -> UInt8 { try need(1, w); defer { i += 1 }; return b[i] }
-    mutating func u32(_ w: String) throws -> UInt32 {
-        try need(4, w); defer { i += 4 }; return b.loadUnaligned(fromByteOffset: i, as: UInt32.self)
-    }
-    mutating func u64(_ w: String) throws -> UInt64 {
-        try need(8, w); defer { i += 8 }; return b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-    }
-    mutating func string(_ w: String) throws -> String {
-        let n = try u64("the length of \(w)")
-        guard n <= UInt64(b.count) else { i -= 8; throw truncated("\(w) of \(n) bytes") }
-        try need(Int(n), "\(w) of \(n) bytes")
-        defer { i += Int(n) }
-        return String(decoding: UnsafeRawBufferPointer(rebasing: b[i..<(i + Int(n))]), as: UTF8.self)
-    }
-
-    mutating func scalar(type: UInt32, _ w: String) throws -> GGUFValue {
-        switch type {
-        case 0: return .uint(UInt64(try u8(w)))
-        case 1: return .int(Int64(Int8(bitPattern: try u8(w))))
-        case 2: try need(2, w); defer { i += 2 }; return .uint(UInt64(b.loadUnaligned(fromByteOffset: i, as: UInt16.self)))
-        case 3: try need(2, w); defer { i += 2 }; return .int(Int64(b.loadUnaligned(fromByteOffset: i, as: Int16.self)))
-        case 4: return .uint(UInt64(try u32(w)))
-        case 5: return .int(Int64(Int32(bitPattern: try u32(w))))
-        case 6: return .float(Double(Float(bitPattern: try u32(w))))
-        case 7: return .bool(try u8(w) != 0)
-        case 8: return .string(try string(w))
-        case 10: return .uint(try u64(w))
-        case 11: return .int(Int64(bitPattern: try u64(w)))
-        case 12: return .float(Double(bitPattern: try u64(w)))
-        default: throw TokenizerError("\(path): unknown GGUF value type \(type) at byte \(i) (expected 0...12) in \(w)")
-        }
-    }
-
-    mutating func value(type: UInt32, key: String, at: Int, depth: Int) throws -> GGUFValue {
-        guard type == 9 else { return try scalar(type: type, "the value of '\(key)'") }
-        guard depth < 8 else { throw TokenizerError("\(path): arrays nested deeper than 8 at byte \(at) in '\(key)'") }
-        let elementType = try u32("the element type of '\(key)'")
-        let count = try u64("the length of '\(key)'")
-        // Every element takes at least one byte, so a count beyond the file is truncation, not a huge allocation.
-        guard count <= UInt64(b.count - i) else { throw truncated("\(count) elements of '\(key)'") }
-        let n = Int(count)
-        switch elementType {
-        case 8:
-            var out = [String]()
-            out.reserveCapacity(n)
-            for k in 0..<n { out.append(try string("element \(k) of '\(key)'")) }
-            return .strings(out)
-        case 0, 1, 2, 3, 4, 5, 7, 10, 11:
-            var out = [Int64]()
-            out.reserveCapacity(n)
-            for k in 0..<n {
-                let v = try scalar(type: elementType, "element \(k) of '\(key)'")
-                switch v {
-                case .uint(let u): out.append(Int64(truncatingIfNeeded: u))
-                case .int(let s): out.append(s)
-                case .bool(let f): out.append(f ? 1 : 0)
-                default: break
-                }
-            }
-            return .ints(out)
-        case 6, 12:
-            var out = [Double]()
-            out.reserveCapacity(n)
-            for k in 0..<n {
-                if case .float(let f) = try scalar(type: elementType, "element \(k) of '\(key)'") { out.append(f) }
-            }
-            return .floats(out)
-        case 9:
-            for k in 0..<n { _ = try value(type: 9, key: "\(key)[\(k)]", at: i, depth: depth + 1) }
-            return .otherArray(count: n)
-        default:
-            throw TokenizerError("\(path): unknown GGUF array element type \(elementType) at byte \(i - 12) (expected 0...12) in '\(key)'")
-        }
-    }
-}
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 private enum GGUFTokenType {
@@ -151,20 +11,24 @@ private enum GGUFTokenType {
 /// token scores for `llama`, byte-level BPE by merge rank with the `tokenizer.ggml.pre` split for `gpt2`.
 func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
     let data = try readTokenizerFile(path)
-    let meta = try data.withUnsafeBytes { try GGUFMetadata($0, path: path) }
+    // The header and key/values only (DraftFormats' reader); its FormatErrors become this module's error type.
+    let meta: GGUFMetadata
+    do { meta = try data.withUnsafeBytes { try GGUFMetadata(bytes: $0, path: path) } } catch let e as FormatError {
+        throw TokenizerError(e.message)
+    }
     func fail(_ s: String) -> TokenizerError { TokenizerError("\(path): \(s)") }
     let kv = meta.values
 
     guard let modelName = kv["tokenizer.ggml.model"]?.string else {
         throw fail("no tokenizer in this GGUF (expected the string key tokenizer.ggml.model)")
     }
-    guard case .strings(let tokens)? = kv["tokenizer.ggml.tokens"], !tokens.isEmpty else {
+    guard let tokens = kv["tokenizer.ggml.tokens"]?.strings, !tokens.isEmpty else {
         throw fail("expected tokenizer.ggml.tokens to be a non-empty string array")
     }
     let n = tokens.count
     var types = [Int64](repeating: GGUFTokenType.normal, count: n)
     if let v = kv["tokenizer.ggml.token_type"] {
-        guard case .ints(let t) = v, t.count == n else {
+        guard let t = v.integers, t.count == n else {
             throw fail("expected tokenizer.ggml.token_type to be an integer array of \(n) entries")
         }
         types = t
@@ -190,7 +54,7 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
     let decoder: (any Decoder)?
     switch modelName {
     case "gpt2":
-        guard case .strings(let merges)? = kv["tokenizer.ggml.merges"] else {
+        guard let merges = kv["tokenizer.ggml.merges"]?.strings else {
             throw fail("expected tokenizer.ggml.merges (a string array) for a gpt2 tokenizer")
         }
         var pairs = PairTable(expected: merges.count)
@@ -223,7 +87,7 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
             : SequencePreTokenizer(steps: pattern.map { PatternPreTokenizer(pattern: $0) })
         decoder = ByteLevelDecoder()
     case "llama":
-        guard case .floats(let scores)? = kv["tokenizer.ggml.scores"], scores.count == n else {
+        guard let scores = kv["tokenizer.ggml.scores"]?.floats, scores.count == n else {
             throw fail("expected tokenizer.ggml.scores (a float array of \(n) entries) for a llama tokenizer")
         }
         // SentencePiece merges by the score of the token a pair makes, best first, leftmost on ties. Equal scores
