@@ -153,9 +153,15 @@ public final class GGUFFile: @unchecked Sendable {
     /// The tensor named `name`, if any.
     public func tensor(named name: String) -> GGUFTensorInfo? { index[name].map { tensors[$0] } }
 
-    /// The tensor's bytes: a view into the mapping, valid while this object lives.
+    /// The tensor's bytes: a view into the mapping, valid while this object lives. `info` must be one of `tensors`.
     public func data(_ info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: file.bytes[(dataOffset + info.offset)..<(dataOffset + info.offset + info.byteCount)])
+    }
+
+    /// The tensor dequantized to Float (any type), row-major: `rows` rows of `columns`.
+    public func floats(_ info: GGUFTensorInfo) -> [Float] {
+        // The extent was validated at open, so the only nil case (too few bytes) cannot arise for this file's infos.
+        dequantize(info.type, data(info), count: info.elementCount) ?? []
     }
 
     /// `offset` rounded up to a multiple of `alignment` (a power of two), and the padding that takes.

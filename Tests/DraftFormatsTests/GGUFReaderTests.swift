@@ -75,6 +75,9 @@ final class GGUFReaderTests: XCTestCase {
         XCTAssertEqual(q.rowBytes, 34)
         XCTAssertEqual(Data(g.data(q)), sample.tensorData.suffix(68))
         XCTAssertNil(g.tensor(named: "missing"))
+        XCTAssertEqual(g.floats(norm), [0, 0.5, 1, 1.5, 2, 2.5])
+        XCTAssertEqual(g.floats(half), [1, -2, 0.5, 0])
+        XCTAssertEqual(Array(g.floats(q).prefix(32)), (0..<32).map { Float($0 - 16) })  // block 0: d = 1
 
         // The metadata-only entry point agrees and needs no tensor section.
         let meta = try GGUFMetadata(path: try write("m.gguf", sample.data.prefix(24 + sample.kv.count)))
