@@ -92,7 +92,7 @@ extension Trainer {
             cursor: loader.cursor.encoded, sourceNames: loader.sourceNames, seed: config.run.seed, step: step,
             tokensSeen: step * config.schedule.globalBatchTokens, stageName: config.schedule.stages[stageIndex].name,
             stageIndex: stageIndex, worldSize: communicator.size, configYAML: config.resolvedYAML,
-            tokenizer: config.tokenizer, tokenizerFingerprint: tokenizerFingerprint,
+            tokenizer: Self.recordedTokenizerSpec(config.tokenizer), tokenizerFingerprint: tokenizerFingerprint,
             consecutiveBadSteps: consecutiveBadSteps)
         let saved = try store.save(step: step, expectedTensorCount: CheckpointCodec.tensorCount(of: state)) { writer in
             try CheckpointCodec.encode(state, into: &writer)
@@ -100,5 +100,12 @@ extension Trainer {
         for warning in saved.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         metrics?.event("checkpoint", [("step", step), ("reason", reason), ("path", saved.url.path),
                                     ("seconds", saved.seconds), ("mb_per_s", saved.megabytesPerSecond)])
+    }
+
+    /// The tokenizer spec as `generate` or `export` will need it from another working directory: a relative file path
+    /// made absolute against this process's one (`bytes` and absolute paths as they are).
+    static func recordedTokenizerSpec(_ spec: String) -> String {
+        guard spec != "bytes", !spec.hasPrefix("/") else { return spec }
+        return URL(fileURLWithPath: spec).standardizedFileURL.path
     }
 }

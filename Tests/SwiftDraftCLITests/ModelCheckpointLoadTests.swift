@@ -2,7 +2,7 @@ import DraftCheckpoint
 import DraftDevice
 import DraftDistributed
 import DraftModel
-import DraftTraining
+@testable import DraftTraining
 import Foundation
 import XCTest
 
@@ -89,5 +89,13 @@ final class ModelCheckpointLoadTests: XCTestCase {
         }
         XCTAssertEqual(losses[0].keys.sorted(), [13, 14, 15, 16])
         XCTAssertEqual(losses[0], losses[1])
+    }
+
+    /// A relative tokenizer path is recorded absolute, so the checkpoint's `tokenizer` works from any directory.
+    func testTokenizerSpecIsRecordedAbsolute() {
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertEqual(Trainer.recordedTokenizerSpec("bytes"), "bytes")
+        XCTAssertEqual(Trainer.recordedTokenizerSpec("/models/tokenizer.json"), "/models/tokenizer.json")
+        XCTAssertEqual(Trainer.recordedTokenizerSpec("models/../tok/tokenizer.json"), URL(fileURLWithPath: cwd).appendingPathComponent("tok/tokenizer.json").path)
     }
 }
