@@ -67,7 +67,8 @@ private func describe(_ value: CheckpointAttribute) -> String {
     switch value {
     case .string(let s):
         let firstLine = s.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        if s.contains("\n") || s.count > 100 {
+        // One-line values (model_config's JSON, a tokenizer path) are shown whole; the config YAML is summarised.
+        if s.contains("\n") || s.count > 400 {
             let lineCount = s.split(separator: "\n").count
             return "\"\(firstLine.prefix(60))...\" (\(s.utf8.count) bytes, \(lineCount) lines)"
         }

@@ -2,6 +2,8 @@
 // (vocab 32064, dim 512, 8 layers, ffn 1408, tied embeddings: 42.1M parameters, x3 with the AdamW moments).
 // Run with SWIFTDRAFT_CHECKPOINT_BENCH=1 (optionally SWIFTDRAFT_CHECKPOINT_BENCH_DIR=<dir on the target disk>).
 import DraftCheckpoint
+import DraftDevice
+import DraftModel
 import Foundation
 import XCTest
 
@@ -89,6 +91,49 @@ final class CheckpointBenchmark: XCTestCase {
                             newest.url?.lastPathComponent ?? "none", monotonic() - resumeStart))
         print(lines.joined(separator: "\n"))
         XCTAssertEqual(try store.checkpoints().map(\.step), [1000, 1500])
+    }
+
+    /// The codec on the same 50M model: a full training state saved and decoded as resume does it, and the model
+    /// alone loaded in one call as inference does it (host buffers plus the copy onto a CPU device).
+    func testBenchmarkCodecAndOneCallLoad() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["SWIFTDRAFT_CHECKPOINT_BENCH"] == "1" else {
+            throw XCTSkip("set SWIFTDRAFT_CHECKPOINT_BENCH=1 to run the checkpoint benchmark")
+        }
+        let base = environment["SWIFTDRAFT_CHECKPOINT_BENCH_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory
+        let dir = base.appendingPathComponent("swiftdraft-codec-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = ModelConfig(vocabSize: 32064, dim: 512, layers: 8, heads: 8, kvHeads: 8, ffnDim: 1408,
+                                 maxSeqLen: 2048)
+        let count = ParameterLayout(config).count
+        var generator = SplitMix(state: 11)
+        func buffer() -> [Float] { (0..<count).map { _ in Float(Int32(truncatingIfNeeded: generator.next())) * 1e-10 } }
+        let state = TrainingState(
+            modelConfig: config, parameters: buffer(),
+            optimizer: OptimizerState(expAvg: buffer(), expAvgSq: buffer(), step: 500, beta1: 0.9, beta2: 0.95),
+            cursor: [0, 1, 2, 3], sourceNames: ["code", "text"], seed: 1, step: 500, tokensSeen: 500 << 20,
+            stageName: "pretrain", stageIndex: 0, worldSize: 8, configYAML: "run: {name: bench}\n", tokenizer: "bytes",
+            tokenizerFingerprint: String(repeating: "0", count: 64), consecutiveBadSteps: 0)
+        let store = CheckpointStore(directory: dir, keepLast: 1)
+        let saved = try store.save(step: 500, expectedTensorCount: CheckpointCodec.tensorCount(of: state)) {
+            try CheckpointCodec.encode(state, into: &$0)
+        }
+        var lines = [String(format: "codec save (encode + write + fsync): %d parameters, %.1f MB in %.3f s = %.0f MB/s",
+                            count, Double(saved.fileBytes) / 1e6, saved.seconds, saved.megabytesPerSecond)]
+        var start = monotonic()
+        let decoded = try CheckpointCodec.decode(CheckpointReader(url: saved.url), expecting: ParameterLayout(config))
+        var seconds = monotonic() - start
+        lines.append(String(format: "codec decode, full state (page cache warm): %.3f s = %.0f MB/s",
+                            seconds, Double(saved.fileBytes) / 1e6 / seconds))
+        XCTAssertEqual(decoded.parameters.count, count)
+        start = monotonic()
+        let loaded = try loadModelCheckpoint(path: dir.path, device: CPUDevice())
+        seconds = monotonic() - start
+        lines.append(String(format: "loadModelCheckpoint, /model only (%.1f MB, onto the CPU device): %.3f s = %.0f MB/s",
+                            Double(count * 4) / 1e6, seconds, Double(count * 4) / 1e6 / seconds))
+        XCTAssertEqual(loaded.step, 500)
+        print(lines.joined(separator: "\n"))
     }
 
     private func monotonic() -> Double {
