@@ -67,6 +67,26 @@ final class HPUDecodeBenchmarkTests: XCTestCase {
             print(String(format: "attentionOverCache decode: 8 rows at context %4d: %8.1f us, %5.1f GB/s of K/V read",
                          context, seconds * 1e6, cacheBytes / seconds / 1e9))
         }
+        // The CPU backend's kernel on one thread at the same decode shapes, for scale (its own caches; in a debug
+        // build its Swift is unoptimised while the stub's C is always -O2, so compare only under -c release).
+        do {
+            let cpu = CPUDevice(threads: 1)
+            let cpuK = try cpu.upload(random.floats(cacheCount)), cpuV = try cpu.upload(random.floats(cacheCount))
+            for context in [128, 512, 2048] {
+                let rows = slotCount
+                let slots = try cpu.upload((0..<rows).map(Int32.init))
+                let positions = try cpu.upload([Int32](repeating: Int32(context - 1), count: rows))
+                let q = try cpu.upload(random.floats(rows * qWidth))
+                let out = try cpu.allocate(Float.self, count: rows * qWidth)
+                let seconds = try time(21) {
+                    try cpu.attentionOverCache(q: q, kCache: cpuK, vCache: cpuV, out: out, slots: slots,
+                                               positions: positions, rows: rows, heads: heads, kvHeads: kvHeads,
+                                               headDim: headDim, capacity: capacity, slotCount: slotCount)
+                }
+                print(String(format: "CPUDevice (1 thread) attentionOverCache decode: 8 rows at context %4d: %8.1f us",
+                             context, seconds * 1e6))
+            }
+        }
         // A prefill: 8 sequences of 256 tokens, every token over its own prefix.
         do {
             let length = 256, rows = slotCount * length
