@@ -126,4 +126,43 @@ final class HPUCrossBackendTests: XCTestCase {
                     try device.download(v, count: count)]
         }
     }
+
+    /// The decode kernels at SmolLM2-135M's attention shape: a batched step of rows from 6 sequences at assorted
+    /// positions (a prefill block and single decode rows), rotary on q and k, both caches written, attention over
+    /// them, and a bias on q.
+    func testDecodeKernels() throws {
+        let (heads, kvHeads, headDim, capacity, slotCount) = (9, 3, 64, 300, 6)
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim, cacheCount = slotCount * capacity * kvWidth
+        try compare("decode kernels", seed: 14) { device, random in
+            // Slot 4 prefills positions 0..<40; the others decode one row each, slot 1 at the cache's last position.
+            var slots: [Int32] = [0, 1, 2, 3, 5], positions: [Int32] = [17, Int32(capacity - 1), 0, 120, 299]
+            slots += [Int32](repeating: 4, count: 40)
+            positions += (0..<40).map(Int32.init)
+            let rows = slots.count
+            let tables = DecodeReference.rotaryTables(positions: capacity, headDim: headDim)
+            let cosTable = try device.upload(tables.cos), sinTable = try device.upload(tables.sin)
+            let dSlots = try device.upload(slots), dPositions = try device.upload(positions)
+            // Caches full of earlier tokens, so every row attends over real history.
+            let kCache = try device.upload(random.floats(cacheCount, in: -2...2))
+            let vCache = try device.upload(random.floats(cacheCount))
+            let q = try device.upload(random.floats(rows * qWidth)), k = try device.upload(random.floats(rows * kvWidth))
+            let v = try device.upload(random.floats(rows * kvWidth))
+            try device.addBias(x: q, bias: try device.upload(random.floats(qWidth, in: -0.5...0.5)), rows: rows,
+                               width: qWidth)
+            try device.rotaryEmbedding(x: q, positions: dPositions, cos: cosTable, sin: sinTable, rows: rows,
+                                       heads: heads, headDim: headDim, maxPositions: capacity)
+            try device.rotaryEmbedding(x: k, positions: dPositions, cos: cosTable, sin: sinTable, rows: rows,
+                                       heads: kvHeads, headDim: headDim, maxPositions: capacity)
+            try device.kvCacheWrite(rows: k, cache: kCache, slots: dSlots, positions: dPositions, count: rows,
+                                    width: kvWidth, capacity: capacity, slotCount: slotCount)
+            try device.kvCacheWrite(rows: v, cache: vCache, slots: dSlots, positions: dPositions, count: rows,
+                                    width: kvWidth, capacity: capacity, slotCount: slotCount)
+            let out = try device.allocate(Float.self, count: rows * qWidth)
+            try device.attentionOverCache(q: q, kCache: kCache, vCache: vCache, out: out, slots: dSlots,
+                                          positions: dPositions, rows: rows, heads: heads, kvHeads: kvHeads,
+                                          headDim: headDim, capacity: capacity, slotCount: slotCount)
+            return [try device.download(q, count: rows * qWidth), try device.download(kCache, count: cacheCount),
+                    try device.download(vCache, count: cacheCount), try device.download(out, count: rows * qWidth)]
+        }
+    }
 }
