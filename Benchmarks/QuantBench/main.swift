@@ -134,9 +134,27 @@ func readBandwidth() -> Double {
     return best
 }
 
+/// Milliseconds of one m = 1 pass over the layers and over the LM head, apart (medians of 9).
+func decodeSplit() throws -> (Double, Double) {
+    var layerTimes: [Double] = [], headTimes: [Double] = []
+    for _ in 0..<9 {
+        var t = now()
+        for w in layers { try device.quantizedLinear(x: x, weight: w, y: y, m: 1) }
+        layerTimes.append((now() - t) * 1e3)
+        t = now()
+        try device.quantizedLinear(x: x, weight: head, y: y, m: 1)
+        headTimes.append((now() - t) * 1e3)
+    }
+    return (median(layerTimes), median(headTimes))
+}
+
+let (layersMs, headMs) = try decodeSplit()
 let bandwidth = readBandwidth()
 var result: [String: Any] = [
     "read_gbps": bandwidth,
+    "decode_layers_ms": layersMs,
+    "decode_head_ms": headMs,
+    "head_type": head.type.name,
     "decode_bandwidth_limit_tps": bandwidth * 1e9 / Double(weightBytes),
     "threads": options.threads,
     "weight_mib": Double(weightBytes) / 1048576,
