@@ -73,6 +73,8 @@ let package = Package(
                           swiftSettings: optimised),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
+        .executableTarget(name: "quant-bench", dependencies: ["DraftDevice", "DraftFormats"], path: "Benchmarks/QuantBench",
+                          swiftSettings: optimised),
         .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
         .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "HPUPluginABI"]),

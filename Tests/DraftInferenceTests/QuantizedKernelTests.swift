@@ -157,7 +157,7 @@ final class QuantizedKernelTests: XCTestCase {
     func testLinearMatchesDequantizedFloat64Product() throws {
         for type in Self.types {
             for columns in columnsFor(type) {
-                // 13 rows: three groups of 4 for the fused kernels and a tail row; 130 rows: several panels.
+                // 13 rows: three groups of 4 for the fused kernels and a tail row; 130 rows: split over both threads.
                 for rows in [13, 130] {
                     let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: UInt64(rows * columns) + UInt64(type.rawValue))
                     let w = Self.reference(type, bytes, elements: rows * columns)
@@ -188,6 +188,38 @@ final class QuantizedKernelTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// Matrices taller than one fp32 panel (about 1 MiB of rows), with a partial last panel.
+    func testLinearAcrossSeveralPanels() throws {
+        for (type, rows, columns) in [(GGMLType.q4_1, 1000, 576), (.q6_K, 700, 768)] {
+            let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: 77)
+            let w = Self.reference(type, bytes, elements: rows * columns)
+            let m = 17
+            var rng = SplitMix(3)
+            let x = (0..<(m * columns)).map { _ in (rng.unit() - 0.5) * 2 }
+            let xp = try upload(x)
+            let yp = try device.allocate(Float.self, count: m * rows)
+            try bytes.withUnsafeBytes { raw in
+                let matrix = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
+                try device.quantizedLinear(x: xp, weight: matrix, y: yp, m: m)
+            }
+            let y = try download(yp, count: m * rows)
+            var worst = 0.0
+            for i in 0..<m {
+                for r in 0..<rows {
+                    var exact = 0.0, magnitude = 0.0
+                    for c in 0..<columns {
+                        let p = Double(w[r * columns + c]) * Double(x[i * columns + c])
+                        exact += p
+                        magnitude += abs(p)
+                    }
+                    worst = max(worst, abs(Double(y[i * rows + r]) - exact) / magnitude)
+                }
+            }
+            XCTAssertLessThan(worst, 2e-6, "\(type.name) \(rows)x\(columns) m=\(m)")
+            device.free(xp); device.free(yp)
         }
     }
 

@@ -5,6 +5,8 @@
 // mantissa of 2^23. The activations are rearranged once per product so that lane `k` of every step meets the
 // activation of the weight it holds: no shuffles in the inner loop, and the weights never leave registers as floats.
 
+// Accumulations use `addingProduct`, which lowers to one fused multiply-add (Swift never contracts `a += b * c`).
+
 /// Lane-by-lane float from small non-negative integers (< 2^23): the mantissa trick, two vector instructions
 /// (the generic SIMD integer-to-float initialisers compile to per-lane loops).
 @inline(__always)
@@ -103,10 +105,10 @@ func nibbleDot4Rows(_ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, layout: N
             let f = smallIntegers(v & 0xF)
             v &>>= 4
             let o = off + s * 16
-            a0 += f * quad(p0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
-            a1 += f * quad(p1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
-            a2 += f * quad(p2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
-            a3 += f * quad(p3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
+            a0 = a0.addingProduct(f, quad(p0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)))
+            a1 = a1.addingProduct(f, quad(p1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)))
+            a2 = a2.addingProduct(f, quad(p2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)))
+            a3 = a3.addingProduct(f, quad(p3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)))
         }
         let d0 = loadHalf(p), d1 = loadHalf(p, rowBytes), d2 = loadHalf(p, 2 * rowBytes), d3 = loadHalf(p, 3 * rowBytes)
         let dv = spread(d0, d1, d2, d3)
@@ -141,7 +143,7 @@ private func nibbleDot4Rows1(_ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, 
         for s in 0..<8 {
             let f = smallIntegers(v & 0xF)
             v &>>= 4
-            acc += f * quad(px.loadUnaligned(fromByteOffset: off + s * 16, as: SIMD4<Float>.self))
+            acc = acc.addingProduct(f, quad(px.loadUnaligned(fromByteOffset: off + s * 16, as: SIMD4<Float>.self)))
         }
         let dv = spread(loadHalf(p), loadHalf(p, rowBytes), loadHalf(p, 2 * rowBytes), loadHalf(p, 3 * rowBytes))
         total += acc * dv
@@ -180,8 +182,8 @@ func byteDot4Rows(_ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, perm: Unsaf
         for s in 0..<4 {
             let x8 = px.loadUnaligned(fromByteOffset: b * 128 + s * 32, as: SIMD8<Float>.self)
             let x16 = SIMD16(lowHalf: x8, highHalf: x8)
-            a01 += signedBytes(v01, UInt32(s)) * x16
-            a23 += signedBytes(v23, UInt32(s)) * x16
+            a01 = a01.addingProduct(signedBytes(v01, UInt32(s)), x16)
+            a23 = a23.addingProduct(signedBytes(v23, UInt32(s)), x16)
         }
         top += a01 * SIMD16(lowHalf: SIMD8(repeating: loadHalf(p)), highHalf: SIMD8(repeating: loadHalf(p, rowBytes)))
         bottom += a23 * SIMD16(lowHalf: SIMD8(repeating: loadHalf(p, 2 * rowBytes)),

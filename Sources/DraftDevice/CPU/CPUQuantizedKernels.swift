@@ -2,12 +2,19 @@ import DraftFormats
 import Foundation
 
 /// Activation rows from which the products switch from fused dequantize-and-dot to fp32 panels and `sgemm`
-/// (measured with `scripts/bench-inference.sh`'s kernel sweep: see the README's figures).
-let quantizedPanelCrossover = 16
+/// (placed by `quant-bench --sweep`, run under each setting of `SWIFTDRAFT_QUANT_PANEL_FROM`, which overrides it).
+let quantizedPanelCrossover: Int = {
+    if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_PANEL_FROM"], let n = Int(value), n > 0 {
+        return n
+    }
+    return 16
+}()
 
-/// Weight rows dequantized per fp32 panel of the large-m product: 64 rows of 1536 columns is 384 KB, inside a
-/// core's L2 next to the activations `sgemm` streams.
-let quantizedPanelRows = 64
+/// Weight rows dequantized per fp32 panel of the large-m product: about 1 MiB of fp32 (a core's L2), a multiple of
+/// 16 rows. Wide panels matter: every `sgemm` call packs all `m` activation rows again.
+func quantizedPanelRows(columns: Int) -> Int {
+    max(16, (262_144 / max(columns, 1)) & ~15)
+}
 
 extension CPUDevice {
     /// `y (m x rows) = x (m x columns) * weight^T`, the weight staying in its block type: small `m` decodes each
@@ -130,20 +137,21 @@ extension CPUDevice {
         }
     }
 
-    /// Panels of `quantizedPanelRows` weight rows dequantized into a per-thread fp32 tile, each multiplied by all
+    /// Panels of `quantizedPanelRows(columns:)` weight rows dequantized into a per-thread fp32 tile, each multiplied by all
     /// `m` activation rows with a single-threaded `sgemm` (the threads split the panels).
     private func panelProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
-        let panels = (rows + quantizedPanelRows - 1) / quantizedPanelRows
+        let panelRows = quantizedPanelRows(columns: columns)
+        let panels = (rows + panelRows - 1) / panelRows
         withSerialBLAS {
             parallelChunks(panels, threads: threads, grain: 1) { _, range in
                 // On the heap: a worker thread's stack is too small for a panel.
-                let t = UnsafeMutablePointer<Float>.allocate(capacity: quantizedPanelRows * columns)
+                let t = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * columns)
                 defer { t.deallocate() }
                 do {
                     for panel in range {
-                        let r0 = panel * quantizedPanelRows
-                        let count = min(quantizedPanelRows, rows - r0)
+                        let r0 = panel * panelRows
+                        let count = min(panelRows, rows - r0)
                         for r in 0..<count {
                             dequantizeRow(weight.type, weight.data + (r0 + r) * rowBytes, t + r * columns,
                                           columns: columns)
