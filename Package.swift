@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
         .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
-        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats"],
+        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "HPUPluginABI"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
                     resources: [.copy("Fixtures")]),
