@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
         .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "HPUPluginABI"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
+        .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice", "DraftFormats"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),
         .testTarget(name: "DraftDataTests", dependencies: ["DraftData", "DraftTokenizer"]),
