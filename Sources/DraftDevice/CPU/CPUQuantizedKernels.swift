@@ -2,8 +2,13 @@ import DraftFormats
 import Foundation
 
 /// Activation rows from which the products switch from fused dequantize-and-dot to fp32 panels and `sgemm`
-/// (measured with `scripts/bench-inference.sh`'s kernel sweep: see the README's figures).
-let quantizedPanelCrossover = 16
+/// (placed by `quant-bench --sweep`, run under each setting of `SWIFTDRAFT_QUANT_PANEL_FROM`, which overrides it).
+let quantizedPanelCrossover: Int = {
+    if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_PANEL_FROM"], let n = Int(value), n > 0 {
+        return n
+    }
+    return 16
+}()
 
 /// Weight rows dequantized per fp32 panel of the large-m product: 64 rows of 1536 columns is 384 KB, inside a
 /// core's L2 next to the activations `sgemm` streams.
