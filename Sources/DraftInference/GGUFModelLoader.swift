@@ -253,26 +253,23 @@ private struct GGUFModelReader {
         guard bytes.count >= rows * rowBytes, let base = bytes.baseAddress else {
             throw fail("tensor '\(t.name)' holds \(bytes.count) bytes, expected \(rows * rowBytes)")
         }
-        let order = unpermuteHeads.map { interleavedToHalfSplitRows(rows: rows, heads: $0) }
         if t.type == .f32 {
-            let values = base.assumingMemoryBound(to: Float.self)
+            let values = UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: rows * columns)
             let pointer: DevicePointer<Float>
-            if let order {
-                var permuted = [Float](repeating: 0, count: rows * columns)
-                for (dst, src) in order.enumerated() {
-                    for c in 0..<columns { permuted[dst * columns + c] = values[src * columns + c] }
-                }
-                pointer = try storage.upload(permuted)
+            if let heads = unpermuteHeads {
+                pointer = try storage.upload(RotaryRowPermutation.permute(Array(values), rows: rows, columns: columns,
+                                                                          heads: heads, direction: .ggufToHF,
+                                                                          what: "\(path): tensor '\(t.name)'"))
             } else {
-                pointer = try storage.upload(UnsafeBufferPointer(start: values, count: rows * columns))
+                pointer = try storage.upload(values)
             }
             return .dense(pointer, rows: rows, columns: columns)
         }
-        if let order {
+        if let heads = unpermuteHeads {
+            // Whole blocks move, never re-encoded: the rows are bit-identical to the file's, in another order.
             let owned = storage.ownedHostBuffer(bytes: rows * rowBytes)
-            for (dst, src) in order.enumerated() {
-                (owned + dst * rowBytes).copyMemory(from: base + src * rowBytes, byteCount: rowBytes)
-            }
+            try RotaryRowPermutation.permuteRows(base, into: owned, rows: rows, rowBytes: rowBytes, heads: heads,
+                                                 direction: .ggufToHF, what: "\(path): tensor '\(t.name)'")
             return .quantized(QuantizedMatrix(type: t.type, rows: rows, columns: columns, data: UnsafeRawPointer(owned)))
         }
         return .quantized(QuantizedMatrix(type: t.type, rows: rows, columns: columns, data: base))
@@ -319,17 +316,4 @@ struct WeightCounter {
     }
 
     var dominantType: String { bytesByType.max { $0.value < $1.value }?.key.name ?? "empty" }
-}
-
-/// For each half-split (Hugging Face) row, the interleaved (GGUF `llama`) row holding it: within each head of `d` rows,
-/// llama.cpp's converter stores HF row `j * d/2 + i` (j = 0, 1) at row `2i + j`.
-func interleavedToHalfSplitRows(rows: Int, heads: Int) -> [Int] {
-    let d = rows / heads, half = d / 2
-    var order = [Int](repeating: 0, count: rows)
-    for h in 0..<heads {
-        for j in 0..<2 {
-            for i in 0..<half { order[h * d + j * half + i] = h * d + 2 * i + j }
-        }
-    }
-    return order
 }

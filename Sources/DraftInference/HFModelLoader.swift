@@ -1,6 +1,5 @@
 import DraftDevice
 import DraftFormats
-import DraftModel
 import DraftTokenizer
 import Foundation
 
@@ -216,96 +215,35 @@ private struct HFModelReader {
     }
 }
 
-/// The safetensors files of a model directory: one `model.safetensors`, or the shards `model.safetensors.index.json`
-/// maps each tensor to. Tensors are read by name and converted to fp32 (F32, F16 and BF16 are accepted).
+/// The weights of a model directory (formats' `SafeTensorsModel`: one file or a sharded index), read by name with
+/// the shape `config.json` implies, converted to fp32.
 private struct SafeTensorsShards {
-    struct Shard {
-        let path: String
-        let header: SafeTensorsFile
-        let data: Data
-        let dataStart: Int
-    }
-    private var shards: [String: Shard] = [:]
-    private var location: [String: String] = [:]
-    private(set) var dtypes: Set<String> = []
+    let model: SafeTensorsModel
 
     init(directory: String) throws {
-        let dir = directory as NSString
-        let single = dir.appendingPathComponent("model.safetensors")
-        let index = dir.appendingPathComponent("model.safetensors.index.json")
-        var files: [String] = []
-        if FileManager.default.fileExists(atPath: single) {
-            files = ["model.safetensors"]
-        } else if let data = FileManager.default.contents(atPath: index) {
-            guard let j = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let map = j["weight_map"] as? [String: String] else {
-                throw FormatError("\(index): expected an object with a 'weight_map' of tensor name to shard file")
-            }
-            files = Array(Set(map.values)).sorted()
-            location = map
-        } else {
+        let url = URL(fileURLWithPath: directory)
+        let index = url.appendingPathComponent(SafeTensorsModel.indexFileName).path
+        let single = url.appendingPathComponent(SafeTensorsModel.singleFileName).path
+        guard FileManager.default.fileExists(atPath: index) || FileManager.default.fileExists(atPath: single) else {
             throw FormatError("\(directory): no model.safetensors or model.safetensors.index.json (expected the model's weights)")
         }
-        for name in files {
-            let path = dir.appendingPathComponent(name)
-            let header: SafeTensorsFile
-            do {
-                header = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path))
-            } catch {
-                throw FormatError("\(path): \(error.localizedDescription)")
-            }
-            let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-            let headerLength = data.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-            shards[name] = Shard(path: path, header: header, data: data, dataStart: 8 + headerLength)
-            if files.count == 1 { for t in header.entries.keys { location[t] = name } }
-        }
-        for (tensor, shard) in location where shards[shard]?.header.entries[tensor] == nil {
-            throw FormatError("\((directory as NSString).appendingPathComponent(shard)): tensor '\(tensor)' listed in the index is missing")
-        }
+        model = try SafeTensorsModel(at: url)
     }
 
-    func contains(_ name: String) -> Bool { location[name] != nil }
+    func contains(_ name: String) -> Bool { model.entry(name) != nil }
 
     var dtypeSummary: String {
-        Array(Set(shards.values.flatMap { $0.header.entries.values.map(\.dtype) })).sorted().joined(separator: "+")
+        Array(Set(model.shards.flatMap { $0.entries.values.map(\.dtype) })).sorted().joined(separator: "+")
     }
 
     /// The tensor `name` as fp32, which must have exactly `shape`.
     func floats(_ name: String, shape: [Int]) throws -> [Float] {
-        guard let shardName = location[name], let shard = shards[shardName], let entry = shard.header.entries[name] else {
-            throw FormatError("\(shards.values.first?.path ?? "model.safetensors"): tensor '\(name)' is missing (expected shape \(shape))")
+        guard let (file, entry) = model.entry(name) else {
+            throw FormatError("\(model.shards.first?.path ?? "model.safetensors"): tensor '\(name)' is missing (expected shape \(shape))")
         }
         guard entry.shape == shape else {
-            throw FormatError("\(shard.path): tensor '\(name)' has shape \(entry.shape), expected \(shape) from config.json")
+            throw FormatError("\(file.path): tensor '\(name)' has shape \(entry.shape), expected \(shape) from config.json")
         }
-        let count = shape.reduce(1, *)
-        let width: Int
-        switch entry.dtype {
-        case "F32": width = 4
-        case "F16", "BF16": width = 2
-        default: throw FormatError("\(shard.path): tensor '\(name)' is \(entry.dtype), expected F32, F16 or BF16")
-        }
-        guard entry.range.count == count * width else {
-            throw FormatError("\(shard.path): tensor '\(name)' holds \(entry.range.count) bytes, expected \(count * width) for \(entry.dtype) \(shape)")
-        }
-        let start = shard.dataStart + entry.range.lowerBound
-        return shard.data.withUnsafeBytes { raw in
-            [Float](unsafeUninitializedCapacity: count) { out, initialized in
-                switch entry.dtype {
-                case "F32":
-                    for i in 0..<count { out[i] = raw.loadUnaligned(fromByteOffset: start + 4 * i, as: Float.self) }
-                case "F16":
-                    for i in 0..<count {
-                        out[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: start + 2 * i, as: UInt16.self)))
-                    }
-                default:  // BF16: the high half of a float32
-                    for i in 0..<count {
-                        let bits = raw.loadUnaligned(fromByteOffset: start + 2 * i, as: UInt16.self)
-                        out[i] = Float(bitPattern: UInt32(bits) << 16)
-                    }
-                }
-                initialized = count
-            }
-        }
+        return try file.tensor(name)
     }
 }

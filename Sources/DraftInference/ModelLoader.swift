@@ -32,11 +32,11 @@ public func loadModel(_ path: String, device: any Device) throws -> LoadedModel 
 /// Face: the model loaders; checkpoints: the checkpoint codec). Until a loader is merged its kind is refused here.
 enum ModelSources {
     static func gguf(path: String, device: any Device) throws -> LoadedModel {
-        throw InputError("--model \(path): GGUF models are not yet supported by this build")
+        try loadGGUFModel(path: path, device: device)
     }
 
     static func huggingFace(directory: String, device: any Device) throws -> LoadedModel {
-        throw InputError("--model \(directory): Hugging Face model directories are not yet supported by this build")
+        try loadHFModel(directory: directory, device: device)
     }
 
     static func checkpoint(path: String, device: any Device) throws -> LoadedModel {
