@@ -1,4 +1,5 @@
 // The vocabulary shared by the writer, the reader and the store: groups, attributes, errors, format constants.
+import DraftErrors
 import Foundation
 
 /// Constants of the checkpoint file format (see DESIGN.md, "Files").
@@ -76,7 +77,7 @@ public struct CheckpointTensorInfo: Equatable, Sendable {
 
 /// A checkpoint that could not be written, opened or verified. Its description is one line naming the file and
 /// what was expected; the CLI prints it and exits 2.
-public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+public struct CheckpointError: BadInputError, Sendable {
     /// The file (or directory) concerned.
     public let path: String
     /// What was wrong, phrased as what was expected.

@@ -29,7 +29,7 @@ extension Trainer {
             var resumeStep: [Int64] = [-1]
             if isLeader {
                 let (url, warnings) = try store.newestValid()
-                for warning in warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+                for warning in warnings { printWarning(warning) }
                 if let url, let step = CheckpointStore.step(fromFileName: url.lastPathComponent) {
                     resumeStep = [Int64(step)]
                 }
@@ -145,8 +145,15 @@ extension Trainer {
                 }
             }
         }
-        for warning in saved.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        for warning in saved.warnings { printWarning(warning) }
         metrics?.event("checkpoint", [("step", step), ("reason", reason), ("path", saved.url.path),
                                     ("seconds", saved.seconds), ("mb_per_s", saved.megabytesPerSecond)])
     }
+}
+
+/// One warning line on stderr. The checkpoint store's warnings may already carry the "warning: " prefix; it is
+/// written once either way.
+func printWarning(_ text: String) {
+    let line = text.hasPrefix("warning: ") ? text : "warning: " + text
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
