@@ -5,6 +5,8 @@
 import Foundation
 import PackageDescription
 
+// -Ounchecked (no overflow or bounds traps) only on the numeric kernels, where it pays; every module that parses what
+// a user gives (GGUF, JSON, shards, checkpoints, configs) keeps Swift's checks and builds with plain -O.
 let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 // The quantized decode kernels need AVX2/FMA/F16C (better AVX-512) to be worth running: baseline x86-64 (SSE2)
@@ -56,21 +58,18 @@ let package = Package(
         .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI", "DraftFormats", "DraftErrors"],
                 swiftSettings: deviceOptimised),
         .target(name: "DraftModel", dependencies: ["DraftDevice", "DraftFormats", "DraftErrors"], swiftSettings: optimised),
-        .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors"], swiftSettings: optimised),
-        .target(name: "DraftData", dependencies: ["DraftTokenizer", "DraftErrors"], swiftSettings: optimised),
-        .target(name: "DraftDistributed", dependencies: ["CMPI", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors"]),
+        .target(name: "DraftData", dependencies: ["DraftTokenizer", "DraftErrors"]),
+        .target(name: "DraftDistributed", dependencies: ["CMPI", "DraftErrors"]),
         .target(name: "DraftCheckpoint", dependencies: ["CHDF5", "DraftModel", "DraftDevice", "DraftErrors",
-                                                 .product(name: "Yams", package: "Yams")], swiftSettings: optimised),
+                                                 .product(name: "Yams", package: "Yams")]),
         .target(name: "DraftInference",
-                dependencies: ["DraftDevice", "DraftFormats", "DraftModel", "DraftTokenizer", "DraftCheckpoint", "DraftErrors"],
-                swiftSettings: optimised),
+                dependencies: ["DraftDevice", "DraftFormats", "DraftModel", "DraftTokenizer", "DraftCheckpoint", "DraftErrors"]),
         .target(name: "DraftTraining",
                 dependencies: ["DraftDevice", "DraftModel", "DraftData", "DraftTokenizer", "DraftDistributed",
-                               "DraftCheckpoint", "DraftFormats", "DraftErrors", .product(name: "Yams", package: "Yams")],
-                swiftSettings: optimised),
+                               "DraftCheckpoint", "DraftFormats", "DraftErrors", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "swiftdraft",
-                          dependencies: ["DraftTraining", "DraftInference", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          swiftSettings: optimised),
+                          dependencies: ["DraftTraining", "DraftInference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
         .executableTarget(name: "quant-bench", dependencies: ["DraftDevice", "DraftFormats"], path: "Benchmarks/QuantBench",

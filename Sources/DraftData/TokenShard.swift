@@ -1,3 +1,4 @@
+import DraftErrors
 import Foundation
 
 /// A file of token ids, memory-mapped for reading.
@@ -186,7 +187,7 @@ public struct TokenShardWriter {
 }
 
 /// Unusable data: the message names the file (or config key) and what was expected.
-public struct DataError: Error, CustomStringConvertible, Sendable {
+public struct DataError: BadInputError, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }

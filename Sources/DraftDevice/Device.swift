@@ -1,3 +1,5 @@
+import DraftErrors
+
 /// An address in a device's memory holding elements of `Element`.
 ///
 /// The model and trainer only ever pass these to a `Device`; they never dereference them. On the CPU backend the
@@ -15,7 +17,10 @@ public struct DevicePointer<Element>: Hashable, Sendable {
 }
 
 /// A failure reported by a device: out of memory, a rejected address, a plugin error.
-public struct DeviceError: Error, CustomStringConvertible, Sendable {
+///
+/// Out of memory, a rejected argument and an unusable plugin are the user's to fix (the config, the plugin path):
+/// bad input, exit 2. An operation the backend lacks and a non-finite kernel output are runtime failures.
+public struct DeviceError: BadInputError, Sendable {
     public enum Kind: Sendable {
         case outOfMemory, invalidArgument, plugin, unsupported
         /// A kernel produced NaN or Inf (reported by `InstrumentedDevice` under `--debug`): a runtime failure.
@@ -30,6 +35,13 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+
+    public var isBadInput: Bool {
+        switch kind {
+        case .outOfMemory, .invalidArgument, .plugin: return true
+        case .unsupported, .nonFinite: return false
+        }
+    }
 }
 
 /// A compute device: memory plus the fp32 kernels a Llama-style decoder needs, forward and backward.
@@ -43,6 +55,21 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable {
 public protocol Device: AnyObject, DecodeKernels {
     /// A human-readable name, e.g. `cpu (2 threads, OpenBLAS)` or `hpu:3 (stub plugin /path)`.
     var name: String { get }
+
+    // MARK: Backend facts (defaults below suit a discrete accelerator without counters)
+
+    /// The memory at `pointer` as a host buffer of `count` elements when this backend's memory is host memory (the
+    /// CPU), so a caller may read and write it in place (after `synchronize()`); nil when it must be staged with
+    /// `copyToHost`/`copyToDevice`. Valid while the allocation lives.
+    func hostBuffer<T>(_ pointer: DevicePointer<T>, count: Int) -> UnsafeMutableBufferPointer<T>?
+    /// Bytes copied host to device and device to host since the device was made, where copies cross a boundary
+    /// worth counting; nil where they do not.
+    var transferCounters: (toDevice: UInt64, toHost: UInt64)? { get }
+    /// The accelerator module this process drives; nil for the CPU.
+    var moduleIndex: Int? { get }
+    /// Host cores the kernels keep busy while they run: the CPU backend's threads, 0 for an accelerator (whose
+    /// host thread mostly waits). Decides whether a communication progress thread finds an idle core.
+    var hostComputeThreads: Int { get }
 
     // MARK: Memory
 
@@ -136,6 +163,11 @@ public protocol Device: AnyObject, DecodeKernels {
 }
 
 extension Device {
+    public func hostBuffer<T>(_ pointer: DevicePointer<T>, count: Int) -> UnsafeMutableBufferPointer<T>? { nil }
+    public var transferCounters: (toDevice: UInt64, toHost: UInt64)? { nil }
+    public var moduleIndex: Int? { nil }
+    public var hostComputeThreads: Int { 0 }
+
     /// Copies a whole host array to a new device allocation.
     public func upload<T>(_ values: [T]) throws -> DevicePointer<T> {
         let pointer = try allocate(T.self, count: values.count)

@@ -28,11 +28,12 @@ public final class HPUDevice: Device {
 
     /// Opens `module` of the plugin at `pluginPath`; `nil` picks them as `HPUPlugin.resolvePath` and
     /// `HPUPlugin.resolveModule` describe (`$SWIFTDRAFT_HPU_PLUGIN` or the built stub; `HABANA_VISIBLE_MODULES` or
-    /// the local rank). Throws `DeviceError` naming the path and the problem if the plugin cannot be used.
-    public init(pluginPath: String? = nil, module: Int? = nil) throws {
+    /// the local rank: `localRank`, the communicator's, when given). Throws `DeviceError` naming the path and the
+    /// problem if the plugin cannot be used.
+    public init(pluginPath: String? = nil, module: Int? = nil, localRank: Int? = nil) throws {
         let path = HPUPlugin.resolvePath(pluginPath)
         let plugin = try HPUPlugin.load(path: path)
-        let module = try HPUPlugin.resolveModule(module)
+        let module = try HPUPlugin.resolveModule(module, localRank: localRank)
         try plugin.deviceOpened()
         var opened = false
         defer { if !opened { plugin.deviceClosed() } }
@@ -76,6 +77,9 @@ public final class HPUDevice: Device {
         let kind = URL(fileURLWithPath: plugin.path).lastPathComponent == HPUPlugin.stubFileName ? "stub plugin" : "plugin"
         return "hpu:\(module) (\(kind) \(plugin.path))"
     }
+
+    public var transferCounters: (toDevice: UInt64, toHost: UInt64)? { (bytesToDevice, bytesToHost) }
+    public var moduleIndex: Int? { module }
 
     /// Free and total device memory of this module, in bytes.
     public func memoryInfo() throws -> (free: UInt64, total: UInt64) {

@@ -178,8 +178,9 @@ public final class HPUPlugin {
     }
 
     /// The module for this process: `explicit` if given, else `HABANA_VISIBLE_MODULES` (one id, or a comma list
-    /// indexed by the local rank), else `OMPI_COMM_WORLD_LOCAL_RANK`, else 0.
-    public static func resolveModule(_ explicit: Int?,
+    /// indexed by the local rank), else the local rank. The local rank is `localRank` when the caller knows it (the
+    /// communicator's, whatever the launcher), else `OMPI_COMM_WORLD_LOCAL_RANK`, else 0.
+    public static func resolveModule(_ explicit: Int?, localRank stated: Int? = nil,
                                      environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
         if let explicit {
             guard explicit >= 0 else { throw DeviceError(.invalidArgument, "hpu: module \(explicit) is negative") }
@@ -187,7 +188,10 @@ public final class HPUPlugin {
         }
         let localRankText = environment["OMPI_COMM_WORLD_LOCAL_RANK"]
         let localRank: Int?
-        if let localRankText {
+        if let stated {
+            guard stated >= 0 else { throw DeviceError(.invalidArgument, "hpu: local rank \(stated) is negative") }
+            localRank = stated
+        } else if let localRankText {
             guard let rank = Int(localRankText), rank >= 0 else {
                 throw DeviceError(.invalidArgument,
                                   "hpu: OMPI_COMM_WORLD_LOCAL_RANK=\(localRankText) is not a non-negative integer")

@@ -188,10 +188,14 @@ public final class InstrumentedDevice: Device {
     }
 }
 
-extension Device {
-    /// The device doing the work: `self`, or what an `InstrumentedDevice` forwards to. Callers that need a backend's
-    /// own facts (host-addressable memory, an HPU module, transfer counters) ask this, so `--debug` changes nothing.
-    public var underlying: any Device { (self as? InstrumentedDevice)?.base.underlying ?? self }
+// Backend facts pass through, so `--debug` and `--profile` change nothing about how the trainer uses the device.
+extension InstrumentedDevice {
+    public func hostBuffer<T>(_ pointer: DevicePointer<T>, count: Int) -> UnsafeMutableBufferPointer<T>? {
+        base.hostBuffer(pointer, count: count)
+    }
+    public var transferCounters: (toDevice: UInt64, toHost: UInt64)? { base.transferCounters }
+    public var moduleIndex: Int? { base.moduleIndex }
+    public var hostComputeThreads: Int { base.hostComputeThreads }
 }
 
 // MARK: Decode kernels (inference)

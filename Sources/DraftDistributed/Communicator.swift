@@ -1,5 +1,6 @@
 // The collective operations a data-parallel trainer needs, behind one protocol so the trainer runs the same code
 // under mpirun (MPICommunicator) and as a single process (LocalCommunicator).
+import DraftErrors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -23,6 +24,13 @@ public protocol Communicator: AnyObject {
     var localRank: Int { get }
     /// In-place sum over ranks (blocking).
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// Starts an in-place sum over ranks and returns at once; the buffer must stay untouched until the request
+    /// completes. Every rank starts the same reductions in the same order. At most `maxElementsPerReduction`
+    /// elements per call.
+    func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> any AllReduceRequest
+    /// Whether a second thread may drive requests (`test()`) while the owning thread keeps making calls: what a
+    /// reduction progress thread needs (MPI_THREAD_SERIALIZED and a lock around every call, under MPI).
+    var allowsProgressThread: Bool { get }
     /// Sum of a few doubles (metrics: loss sums, token counts, squared norms), blocking.
     func allReduceSum(_ values: [Double]) throws -> [Double]
     /// Element-wise maximum of a few doubles over ranks, blocking.
@@ -37,7 +45,34 @@ public protocol Communicator: AnyObject {
     func shutdown() throws
 }
 
+/// A non-blocking all-reduce in flight (`Communicator.startAllReduceSum`).
+public protocol AllReduceRequest: AnyObject {
+    /// Lets the reduction progress (a communicator may only advance it inside such calls); true once it is complete
+    /// and the buffer holds the sum.
+    func test() throws -> Bool
+    /// Blocks until the reduction is complete.
+    func wait() throws
+}
+
+/// A request that completed when it was made: what a communicator with only blocking collectives returns.
+public final class CompletedRequest: AllReduceRequest {
+    public init() {}
+    public func test() throws -> Bool { true }
+    public func wait() throws {}
+}
+
+/// Largest element count one non-blocking reduction carries: MPI counts are C ints.
+public let maxElementsPerReduction = 1 << 30
+
 extension Communicator {
+    /// A blocking reduction dressed as a non-blocking one, for communicators without their own.
+    public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> any AllReduceRequest {
+        try allReduceSum(buffer)
+        return CompletedRequest()
+    }
+
+    public var allowsProgressThread: Bool { false }
+
     /// Runs `body`; if it throws, ends the whole job through `abort(exitCode:message:)` with the error's text, so a
     /// failing rank never leaves the others blocked in a collective.
     public func abortOnError<T>(exitCode: Int32 = 1, _ body: () throws -> T) -> T {
@@ -55,20 +90,28 @@ extension Communicator {
 }
 
 /// An error from the distributed layer: which call failed and the MPI library's own text for it.
-public enum DistributedError: Error, CustomStringConvertible, Sendable {
+public enum DistributedError: BadInputError, Sendable {
     /// An MPI call returned `code`; `message` is `MPI_Error_string(code)`.
     case mpi(call: String, code: Int32, message: String)
     /// A caller passed something the communicator cannot do (a root outside the world, mismatched sizes, ...).
     case invalidArgument(String)
+    /// The launcher's environment is malformed (a local-rank variable that is not a rank): bad input.
+    case environment(String)
     /// The communicator was used after `shutdown()`.
     case finalized
 
     public var description: String {
         switch self {
         case let .mpi(call, code, message): return "\(call) failed (MPI error \(code)): \(message)"
-        case let .invalidArgument(text): return text
+        case let .invalidArgument(text), let .environment(text): return text
         case .finalized: return "communicator used after shutdown()"
         }
+    }
+
+    /// Only the launcher's environment is the user's to fix; MPI failures and misuse are runtime failures.
+    public var isBadInput: Bool {
+        if case .environment = self { return true }
+        return false
     }
 }
 
@@ -87,6 +130,20 @@ func launchedByMPI(_ environment: (String) -> String?) -> Bool {
         return true
     }
     return false
+}
+
+/// This process's rank among those on its host, as the launcher states it: Open MPI's `OMPI_COMM_WORLD_LOCAL_RANK`,
+/// MPICH/Hydra's `MPI_LOCALRANKID`, Slurm's `SLURM_LOCALID` or PMI's `PMI_LOCAL_RANK`, the first one set; nil when
+/// none is. A value that is not a non-negative integer is an error naming the variable.
+public func launcherLocalRank(_ environment: (String) -> String?) throws -> Int? {
+    for key in ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "PMI_LOCAL_RANK"] {
+        guard let text = environment(key) else { continue }
+        guard let value = Int(text[...].trimmingSpaces), value >= 0 else {
+            throw DistributedError.environment("\(key)=\(text): expected the process's local rank, a non-negative integer")
+        }
+        return value
+    }
+    return nil
 }
 
 /// Test-only failure hook: true when env `SWIFTDRAFT_TEST_FAIL_AT=rank:step` names this rank and step.

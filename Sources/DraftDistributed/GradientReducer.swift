@@ -1,4 +1,3 @@
-import CMPI
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -19,7 +18,7 @@ public struct ReductionStats: Sendable, Equatable {
     public var mpiSeconds: Double = 0
     /// Seconds of those MPI calls made from `gradientsReady`: they sit on the backward's critical path.
     public var readySeconds: Double = 0
-    /// Seconds the progress thread spent inside MPI_Testall (off the critical path; 0 without one).
+    /// Seconds the progress thread spent testing requests (off the critical path; 0 without one).
     public var progressThreadSeconds: Double = 0
     /// Wall seconds blocked in `finish()`: the communication backward did not hide.
     public var blockedSeconds: Double = 0
@@ -36,9 +35,10 @@ public struct ReductionStats: Sendable, Equatable {
 /// Splits a flat fp32 gradient of `count` elements into contiguous buckets of at most `bucketBytes`, planned from the
 /// END of the buffer backwards (backward produces gradients last-layer-first, i.e. high offsets become final first).
 ///
-/// Every bucket is summed in place by its own `MPI_Iallreduce(MPI_SUM)`, started in bucket order on every rank,
-/// with or without overlap; only *when* a bucket starts changes. So the result is bitwise the same with overlap on
-/// and off (same buckets, same operation, same algorithm), and the same on every rank.
+/// Every bucket is summed in place by its own non-blocking all-reduce (`Communicator.startAllReduceSum`, under MPI
+/// `MPI_Iallreduce(MPI_SUM)`), started in bucket order on every rank, with or without overlap; only *when* a bucket
+/// starts changes. So the result is bitwise the same with overlap on and off (same buckets, same operation, same
+/// algorithm), and the same on every rank.
 ///
 /// Use on the last micro-step of gradient accumulation: call `gradientsReady(from:)` from backward as layers finish
 /// (offsets decreasing), then `finish()` before reading the gradient. Both are collective in effect: every rank must
@@ -47,16 +47,17 @@ public struct ReductionStats: Sendable, Equatable {
 /// With a world of one (LocalCommunicator) every call is a no-op.
 ///
 /// Progress: Open MPI moves a non-blocking collective forward only inside MPI calls. Without a progress thread that
-/// happens in `gradientsReady` (MPI_Testall), so the copy and sum run on the caller's thread between its compute.
-/// With `progressThread: true` a helper thread calls MPI_Testall every `progressInterval` while buckets are in flight,
-/// which hides the all-reduce when the compute leaves a core idle (an accelerator doing backward); when compute
-/// already fills every core it only competes for them.
+/// happens in `gradientsReady` (testing the pending requests), so the copy and sum run on the caller's thread between
+/// its compute. With `progressThread: true` a helper thread tests them every `progressInterval` while buckets are in
+/// flight, which hides the all-reduce when the compute leaves a core idle (an accelerator doing backward); when
+/// compute already fills every core it only competes for them.
 public final class GradientReducer {
     /// The plan, in start order: `buckets[0]` ends at `count`, and the last one (possibly shorter) starts at 0.
     public let buckets: [Range<Int>]
     /// Whether buckets start during backward.
     public let overlap: Bool
-    /// Whether a progress thread drives in-flight buckets (asked for, overlap on, more than one rank, MPI allows it).
+    /// Whether a progress thread drives in-flight buckets (asked for, overlap on, more than one rank, the
+    /// communicator allows it).
     public let usesProgressThread: Bool
     /// Timing of the last completed step.
     public private(set) var lastStepStats = ReductionStats()
@@ -64,7 +65,6 @@ public final class GradientReducer {
     public private(set) var referenceSeconds: Double = 0
 
     private let communicator: any Communicator
-    private let mpi: MPICommunicator?
     private let gradient: UnsafeMutablePointer<Float>
     private let count: Int
     private let state: InFlight
@@ -74,16 +74,15 @@ public final class GradientReducer {
     public init(communicator: any Communicator, gradient: UnsafeMutablePointer<Float>, count: Int, bucketBytes: Int,
                 overlap: Bool, progressThread: Bool = false, progressInterval: Double = 100e-6) {
         self.communicator = communicator
-        self.mpi = communicator as? MPICommunicator
         self.gradient = gradient
         self.count = max(0, count)
         self.overlap = overlap
-        let perBucket = min(max(1, bucketBytes / MemoryLayout<Float>.stride), MPICommunicator.maxCountPerCall)
+        let perBucket = min(max(1, bucketBytes / MemoryLayout<Float>.stride), maxElementsPerReduction)
         self.buckets = GradientReducer.plan(count: max(0, count), bucketElements: perBucket)
         self.state = InFlight(buckets: buckets.count)
         let active = communicator.size > 1 && !buckets.isEmpty
-        if progressThread, overlap, active, let mpi, mpi.allowsProgressThread {
-            self.progress = ProgressThread(mpi: mpi, state: state, interval: progressInterval)
+        if progressThread, overlap, active, communicator.allowsProgressThread {
+            self.progress = ProgressThread(state: state, interval: progressInterval)
             self.usesProgressThread = progress != nil
         } else {
             self.usesProgressThread = false
@@ -108,26 +107,26 @@ public final class GradientReducer {
     private var active: Bool { communicator.size > 1 && !buckets.isEmpty }
 
     /// Backward calls this as gradients become final: every element at offset >= `offset` is final.
-    /// With overlap, starts MPI_Iallreduce (in place, MPI_SUM) on each bucket wholly inside [offset, count) not yet
-    /// started, and calls MPI_Testall on pending ones to let MPI progress. Without overlap, does nothing.
+    /// With overlap, starts the all-reduce (in place, sum) of each bucket wholly inside [offset, count) not yet
+    /// started, and tests pending ones to let the communicator progress. Without overlap, does nothing.
     public func gradientsReady(from offset: Int) throws {
-        guard overlap, active, let mpi else { return }
+        guard overlap, active else { return }
         current.overlapped = true
         let t0 = monotonicSeconds()
         var started = false
         do {
-            mpi.lock.lock()
-            defer { mpi.lock.unlock() }
+            state.lock.lock()
+            defer { state.lock.unlock() }
             try state.rethrowBackgroundError()
             // Buckets are started strictly in plan order, so every rank issues the same sequence of collectives
             // whatever offsets its backward reports.
             while state.nextBucket < buckets.count, buckets[state.nextBucket].lowerBound >= offset {
-                try start(bucket: state.nextBucket, with: mpi)
+                try start(bucket: state.nextBucket)
                 current.bucketsStartedDuringBackward += 1
                 started = true
             }
             // With a progress thread the caller leaves testing to it: a test may run a whole bucket's copy and sum.
-            if progress == nil { try state.testPending(with: mpi) }
+            if progress == nil { try state.testPending() }
         }
         if started { progress?.wake() }
         let elapsed = monotonicSeconds() - t0
@@ -146,18 +145,12 @@ public final class GradientReducer {
             return
         }
         let t0 = monotonicSeconds()
-        if let mpi {
-            mpi.lock.lock()
-            defer { mpi.lock.unlock() }
+        do {
+            state.lock.lock()
+            defer { state.lock.unlock() }
             try state.rethrowBackgroundError()
-            while state.nextBucket < buckets.count { try start(bucket: state.nextBucket, with: mpi) }
-            try state.waitPending(with: mpi)
-        } else {
-            // A non-MPI communicator has only blocking collectives; same buckets, same order.
-            for bucket in buckets {
-                try communicator.allReduceSum(UnsafeMutableBufferPointer(start: gradient + bucket.lowerBound,
-                                                                         count: bucket.count))
-            }
+            while state.nextBucket < buckets.count { try start(bucket: state.nextBucket) }
+            try state.waitPending()
         }
         let blocked = monotonicSeconds() - t0
         current.mpiSeconds += blocked
@@ -179,53 +172,42 @@ public final class GradientReducer {
     public func calibrate(repeats: Int = 3) throws {
         guard active else { return }
         let largest = buckets.map(\.count).max() ?? 0
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: largest)
+        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: largest)
         defer { scratch.deallocate() }
-        scratch.initialize(repeating: 0, count: largest)
+        scratch.initialize(repeating: 0)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {
             try communicator.barrier()
             let t0 = monotonicSeconds()
             for bucket in buckets {
-                if let mpi {
-                    mpi.lock.lock()
-                    defer { mpi.lock.unlock() }
-                    var request = try mpi.startAllReduceSum(scratch, count: bucket.count)
-                    try withUnsafeMutablePointer(to: &request) {
-                        try mpi.waitAll(UnsafeMutableBufferPointer(start: $0, count: 1))
-                    }
-                } else {
-                    try communicator.allReduceSum(UnsafeMutableBufferPointer(start: scratch, count: bucket.count))
-                }
+                try communicator.startAllReduceSum(UnsafeMutableBufferPointer(rebasing: scratch[0..<bucket.count])).wait()
             }
             best = min(best, monotonicSeconds() - t0)
         }
         referenceSeconds = best
     }
 
-    /// Caller holds `mpi.lock`.
-    private func start(bucket index: Int, with mpi: MPICommunicator) throws {
+    /// Caller holds `state.lock`.
+    private func start(bucket index: Int) throws {
         let bucket = buckets[index]
-        state.requests[index] = try mpi.startAllReduceSum(gradient + bucket.lowerBound, count: bucket.count)
+        state.requests.append(try communicator.startAllReduceSum(
+            UnsafeMutableBufferPointer(start: gradient + bucket.lowerBound, count: bucket.count)))
         state.nextBucket = index + 1
     }
 
     private func resetStep() {
-        if let mpi {
-            mpi.lock.lock()
-            defer { mpi.lock.unlock() }
-            state.reset()
-        } else {
-            state.reset()
-        }
+        state.lock.lock()
+        defer { state.lock.unlock() }
+        state.reset()
         current = ReductionStats()
     }
 }
 
-/// The buckets of the step in flight. Shared by the reducer and its progress thread; every access holds the
-/// communicator's lock.
+/// The buckets of the step in flight. Shared by the reducer and its progress thread; every access holds `lock`.
 final class InFlight {
-    let requests: UnsafeMutableBufferPointer<MPI_Request?>
+    let lock = RecursiveLock()
+    /// The requests of buckets `0..<nextBucket`, in start order.
+    var requests: [any AllReduceRequest] = []
     /// Buckets `0..<nextBucket` have been started this step.
     var nextBucket = 0
     /// Buckets `0..<firstPending` are known to be complete.
@@ -234,25 +216,22 @@ final class InFlight {
     var backgroundError: Error?
 
     init(buckets: Int) {
-        requests = .allocate(capacity: buckets)
-        requests.initialize(repeating: swd_mpi_request_null())
+        requests.reserveCapacity(buckets)
     }
-
-    deinit { requests.deallocate() }
 
     var hasPending: Bool { firstPending < nextBucket }
 
-    func testPending(with mpi: MPICommunicator) throws {
-        guard hasPending else { return }
-        if try mpi.testAll(UnsafeMutableBufferPointer(rebasing: requests[firstPending..<nextBucket])) {
-            firstPending = nextBucket
-        }
+    /// Tests the oldest pending requests; each test lets the communicator progress them all, and the ones found
+    /// complete are skipped from then on.
+    func testPending() throws {
+        while hasPending, try requests[firstPending].test() { firstPending += 1 }
     }
 
-    func waitPending(with mpi: MPICommunicator) throws {
-        guard hasPending else { return }
-        try mpi.waitAll(UnsafeMutableBufferPointer(rebasing: requests[firstPending..<nextBucket]))
-        firstPending = nextBucket
+    func waitPending() throws {
+        while hasPending {
+            try requests[firstPending].wait()
+            firstPending += 1
+        }
     }
 
     func rethrowBackgroundError() throws {
@@ -263,17 +242,16 @@ final class InFlight {
     }
 
     func reset() {
-        for i in requests.indices { requests[i] = swd_mpi_request_null() }
+        requests.removeAll(keepingCapacity: true)
         nextBucket = 0
         firstPending = 0
         backgroundSeconds = 0
     }
 }
 
-/// Calls MPI_Testall on the in-flight buckets every `interval` seconds while there are any; sleeps on a condition
-/// variable otherwise. An MPI error is parked in `InFlight.backgroundError` for the caller's thread to throw.
+/// Tests the in-flight buckets every `interval` seconds while there are any; sleeps on a condition variable
+/// otherwise. A communicator error is parked in `InFlight.backgroundError` for the caller's thread to throw.
 final class ProgressThread {
-    private let mpi: MPICommunicator
     private let state: InFlight
     private let interval: Double
     private var thread = pthread_t()
@@ -283,8 +261,7 @@ final class ProgressThread {
     private var workPosted = false
     private var stopping = false
 
-    init?(mpi: MPICommunicator, state: InFlight, interval: Double) {
-        self.mpi = mpi
+    init?(state: InFlight, interval: Double) {
         self.state = state
         self.interval = max(0, interval)
         pthread_mutex_init(mutex, nil)
@@ -340,15 +317,15 @@ final class ProgressThread {
             if done { return }
             // Poll until nothing is in flight; a bucket started meanwhile is seen on the next pass.
             while true {
-                mpi.lock.lock()
+                state.lock.lock()
                 var more = false
                 if state.backgroundError == nil, state.hasPending {
                     let t0 = monotonicSeconds()
-                    do { try state.testPending(with: mpi) } catch { state.backgroundError = error }
+                    do { try state.testPending() } catch { state.backgroundError = error }
                     state.backgroundSeconds += monotonicSeconds() - t0
                     more = state.hasPending && state.backgroundError == nil
                 }
-                mpi.lock.unlock()
+                state.lock.unlock()
                 if !more { break }
                 if interval > 0 { usleep(useconds_t(interval * 1e6)) } else { sched_yield() }
             }

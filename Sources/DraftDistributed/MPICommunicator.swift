@@ -31,7 +31,7 @@ public final class MPICommunicator: Communicator {
     private var finalized = false
 
     /// Largest element count passed to one MPI call: counts are C ints, so bigger buffers go in chunks.
-    static let maxCountPerCall = 1 << 30
+    static let maxCountPerCall = maxElementsPerReduction
 
     public init() throws {
         var initialized: Int32 = 0
@@ -64,9 +64,10 @@ public final class MPICommunicator: Communicator {
         localRank = try MPICommunicator.hostLocalRank(comm: comm, worldRank: rank)
     }
 
-    /// The rank among processes sharing this host's memory. MPI's own view is preferred over
-    /// OMPI_COMM_WORLD_LOCAL_RANK so other launchers work too; the variable is the fallback.
+    /// The rank among processes on this host: what the launcher says (`launcherLocalRank`: Open MPI, MPICH/Hydra,
+    /// Slurm, PMI), else MPI's own view, the rank in the world's shared-memory split.
     private static func hostLocalRank(comm: MPI_Comm, worldRank: Int) throws -> Int {
+        if let stated = try launcherLocalRank(environmentValue) { return stated }
         var shared: MPI_Comm? = swd_mpi_comm_null()
         let code = MPI_Comm_split_type(comm, swd_mpi_comm_type_shared(), Int32(worldRank), swd_mpi_info_null(), &shared)
         if code == MPI_SUCCESS, shared != swd_mpi_comm_null() {
@@ -75,7 +76,6 @@ public final class MPICommunicator: Communicator {
             MPI_Comm_free(&shared)
             if rankCode == MPI_SUCCESS { return Int(value) }
         }
-        if let text = environmentValue("OMPI_COMM_WORLD_LOCAL_RANK"), let value = Int(text) { return value }
         return 0
     }
 
@@ -157,32 +157,21 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    // MARK: - Non-blocking pieces used by GradientReducer (callers hold `lock`)
+    // MARK: - Non-blocking all-reduce
 
-    /// Starts an in-place float sum over ranks. The buffer must stay untouched until the request completes.
-    func startAllReduceSum(_ base: UnsafeMutablePointer<Float>, count: Int) throws -> MPI_Request? {
+    public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> any AllReduceRequest {
+        lock.lock(); defer { lock.unlock() }
         try ensureLive()
-        precondition(count <= MPICommunicator.maxCountPerCall, "bucket larger than one MPI call can carry")
-        var request: MPI_Request? = swd_mpi_request_null()
+        guard buffer.count <= MPICommunicator.maxCountPerCall else {
+            throw DistributedError.invalidArgument("MPI_Iallreduce: \(buffer.count) elements, more than one call carries (\(MPICommunicator.maxCountPerCall))")
+        }
+        let request = MPIRequest(communicator: self)
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return request }
         try MPICommunicator.check(
-            MPI_Iallreduce(swd_mpi_in_place(), base, Int32(count), swd_mpi_float(), swd_mpi_sum(), comm, &request),
+            MPI_Iallreduce(swd_mpi_in_place(), base, Int32(buffer.count), swd_mpi_float(), swd_mpi_sum(), comm,
+                           &request.handle),
             "MPI_Iallreduce(float, sum)")
         return request
-    }
-
-    /// Lets MPI progress the given requests; completed ones become MPI_REQUEST_NULL. True when all are complete.
-    func testAll(_ requests: UnsafeMutableBufferPointer<MPI_Request?>) throws -> Bool {
-        guard requests.count > 0 else { return true }
-        var flag: Int32 = 0
-        try MPICommunicator.check(
-            MPI_Testall(Int32(requests.count), requests.baseAddress, &flag, swd_mpi_statuses_ignore()), "MPI_Testall")
-        return flag != 0
-    }
-
-    func waitAll(_ requests: UnsafeMutableBufferPointer<MPI_Request?>) throws {
-        guard requests.count > 0 else { return }
-        try MPICommunicator.check(
-            MPI_Waitall(Int32(requests.count), requests.baseAddress, swd_mpi_statuses_ignore()), "MPI_Waitall")
     }
 
     private func ensureLive() throws {
@@ -199,6 +188,30 @@ public final class MPICommunicator: Communicator {
         var length: Int32 = 0
         guard MPI_Error_string(code, &buffer, &length) == MPI_SUCCESS else { return "unknown MPI error" }
         return String(cString: buffer)
+    }
+}
+
+/// One `MPI_Iallreduce` in flight. Every call takes the communicator's lock, so a progress thread may test it while
+/// the main thread makes other MPI calls.
+final class MPIRequest: AllReduceRequest {
+    private let communicator: MPICommunicator
+    /// MPI_REQUEST_NULL once complete (MPI resets it).
+    var handle: MPI_Request? = swd_mpi_request_null()
+
+    init(communicator: MPICommunicator) { self.communicator = communicator }
+
+    func test() throws -> Bool {
+        communicator.lock.lock(); defer { communicator.lock.unlock() }
+        guard handle != swd_mpi_request_null() else { return true }
+        var flag: Int32 = 0
+        try MPICommunicator.check(MPI_Test(&handle, &flag, swd_mpi_status_ignore()), "MPI_Test")
+        return flag != 0
+    }
+
+    func wait() throws {
+        communicator.lock.lock(); defer { communicator.lock.unlock() }
+        guard handle != swd_mpi_request_null() else { return }
+        try MPICommunicator.check(MPI_Wait(&handle, swd_mpi_status_ignore()), "MPI_Wait")
     }
 }
 

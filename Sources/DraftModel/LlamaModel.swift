@@ -1,4 +1,5 @@
 import DraftDevice
+import DraftErrors
 import Foundation
 
 /// A Llama-style decoder with a hand-written forward and backward pass over one flat fp32 parameter buffer and one
@@ -85,7 +86,9 @@ public final class LlamaModel {
     }
 
     public func setParameters(_ values: [Float]) throws {
-        precondition(values.count == layout.count, "parameter count mismatch")
+        guard values.count == layout.count else {
+            throw InputError("parameters: expected \(layout.count) values for this model config, got \(values.count)")
+        }
         try values.withUnsafeBufferPointer { try device.copyToDevice($0, parameters) }
     }
 
@@ -136,8 +139,9 @@ public final class LlamaModel {
         guard seqLen <= config.maxSeqLen else {
             throw DeviceError(.invalidArgument, "sequence length \(seqLen) exceeds model.max_seq_len \(config.maxSeqLen)")
         }
-        precondition(tokens.count == batch * seqLen && (targets?.count ?? tokens.count) == tokens.count,
-                     "tokens/targets must hold batch*seqLen ids")
+        guard tokens.count == batch * seqLen, (targets?.count ?? tokens.count) == tokens.count else {
+            throw InputError("tokens: expected batch x seq_len = \(batch) x \(seqLen) ids (and as many targets), got \(tokens.count) tokens and \(targets?.count ?? tokens.count) targets")
+        }
         if activations?.batch != batch || activations?.seqLen != seqLen {
             activations?.free(device)
             activations = nil

@@ -1,3 +1,4 @@
+import DraftErrors
 import Foundation
 
 /// Text to token ids and back, exactly as the target model's own tokenizer does it.
@@ -20,7 +21,7 @@ public protocol Tokenizer: Sendable {
 }
 
 /// A tokenizer file that cannot be used: the message names the file and what was expected.
-public struct TokenizerError: Error, CustomStringConvertible, Sendable {
+public struct TokenizerError: BadInputError, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }

@@ -46,25 +46,24 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
     var rng = SplitMix64(seed: config.run.seed)
     let stream = (0...(batch * seqLen)).map { _ in Int32(rng.next() % UInt64(config.model.vocabSize)) }
     let tokens = Array(stream.dropLast()), targets = Array(stream.dropFirst())
-    func makeReducer(overlap: Bool) -> GradientReducer? {
-        guard communicator.size > 1, device.underlying is CPUDevice else { return nil }
-        return GradientReducer(communicator: communicator,
-                               gradient: UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!,
-                               count: model.layout.count, bucketBytes: Int(config.distributed.bucketMB * 1_048_576),
-                               overlap: overlap, progressThread: overlap && progressThreadHelps(device: device))
+    func makeSync(overlap: Bool) -> GradientSync? {
+        guard communicator.size > 1 else { return nil }
+        return GradientSync(device: device, gradients: model.gradients, count: model.layout.count,
+                            communicator: communicator, bucketBytes: Int(config.distributed.bucketMB * 1_048_576),
+                            overlap: overlap, progressThread: overlap && progressThreadHelps(device: device))
     }
-    /// One training step; returns its wall time and the all-reduce time it exposed (inside MPI calls on the step's
-    /// critical path, or blocked waiting for them).
-    func step(_ reducer: GradientReducer?) throws -> (seconds: Double, exposed: Double) {
+    /// One training step; returns its wall time and the all-reduce time it exposed (inside communicator calls on
+    /// the step's critical path, blocked waiting for them, or staging the gradient through host memory).
+    func step(_ sync: GradientSync?) throws -> (seconds: Double, exposed: Double) {
         let start = now()
         try model.zeroGradients()
-        let ready: ((Int) throws -> Void)? = reducer?.overlap == true ? { try reducer?.gradientsReady(from: $0) } : nil
         let r = try model.forwardBackward(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen,
-                                          gradientsReady: ready)
+                                          gradientsReady: sync?.readyHandler)
         var exposed = 0.0
-        if let reducer {
-            try reducer.finish()
-            exposed = reducer.lastStepStats.readySeconds + reducer.lastStepStats.blockedSeconds
+        if let sync {
+            try sync.finish()
+            let stats = sync.reducer.lastStepStats
+            exposed = stats.readySeconds + stats.blockedSeconds + sync.lastStagingSeconds
         }
         try optimizer.update(lr: Float(config.optimizer.lr), gradNorm: try optimizer.gradientNorm(),
                              gradientScale: 1 / Float(r.targets * communicator.size))
@@ -76,14 +75,14 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
     // With overlap, the same steps first run with one blocking all-reduce after backward: the all-reduce time in the
     // step's own conditions (caches, memory traffic), against which the overlapped steps' exposed time is compared.
     var blockingTimes: [Double] = []
-    if config.distributed.overlap, let blocking = makeReducer(overlap: false) {
+    if config.distributed.overlap, let blocking = makeSync(overlap: false) {
         _ = try step(blocking)
         for _ in 0..<steps { blockingTimes.append(try step(blocking).exposed) }
     }
-    let reducer = makeReducer(overlap: config.distributed.overlap)
+    let sync = makeSync(overlap: config.distributed.overlap)
     var times: [Double] = [], exposedTimes: [Double] = []
     for i in 0...steps {
-        let (seconds, exposed) = try step(reducer)
+        let (seconds, exposed) = try step(sync)
         if i > 0 {
             times.append(seconds)
             exposedTimes.append(exposed)

@@ -32,7 +32,8 @@ public func measurePeakGFLOPs(device: any Device, size: Int = 1024, repeats: Int
 /// `SWIFTDRAFT_MPI_PROGRESS_THREAD=1|0` overrides the choice.
 func progressThreadHelps(device: any Device) -> Bool {
     if let forced = ProcessInfo.processInfo.environment["SWIFTDRAFT_MPI_PROGRESS_THREAD"] { return forced == "1" }
-    guard let cpu = device.underlying as? CPUDevice else { return true }
+    let threads = device.hostComputeThreads
+    guard threads > 0 else { return true }
     let localRanks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
-    return localRanks * cpu.threads < ProcessInfo.processInfo.activeProcessorCount
+    return localRanks * threads < ProcessInfo.processInfo.activeProcessorCount
 }

@@ -60,8 +60,7 @@ public final class Trainer {
     /// Global optimizer steps completed (also the index of the next step).
     public internal(set) var step = 0
     var consecutiveBadSteps = 0
-    private var reducer: GradientReducer?
-    private var hostGradient: UnsafeMutableBufferPointer<Float>?
+    private var gradientSync: GradientSync?
     var metrics: MetricsLog?
     private let peakGFLOPs: Double
 
@@ -106,8 +105,6 @@ public final class Trainer {
         peakGFLOPs = measurePeakGFLOPs(device: device)
     }
 
-    deinit { hostGradient?.deallocate() }
-
     // MARK: Run
 
     public func run() throws -> TrainSummary {
@@ -125,7 +122,7 @@ public final class Trainer {
         PreemptionSignal.install()
         // Which device each rank drives (the HPU module, or -1 for the CPU), so a run's log shows the rank-to-module map.
         var modules = [Double](repeating: -1, count: communicator.size)
-        modules[communicator.rank] = Double((device.underlying as? HPUDevice)?.module ?? -1)
+        modules[communicator.rank] = Double(device.moduleIndex ?? -1)
         modules = try communicator.allReduceMax(modules)
         metrics?.event("start", [("step", step), ("world_size", communicator.size), ("device", device.name),
                                  ("modules", modules.map { String(Int($0)) }.joined(separator: ","))])
@@ -137,8 +134,7 @@ public final class Trainer {
         var stoppedBySignal = false
         let runStart = now()
         var intervalStart = runStart, intervalTokens = 0, stepsThisProcess = 0, intervalStartStep = step
-        var intervalBytes: (toDevice: UInt64, toHost: UInt64) = (0, 0)
-        if let hpu = device.underlying as? HPUDevice { intervalBytes = (hpu.bytesToDevice, hpu.bytesToHost) }
+        var intervalBytes = device.transferCounters ?? (0, 0)
         var phases = PhaseTimes()
         var lastStage = step > 0 ? config.stage(ofStep: step - 1) : -1
 
@@ -181,16 +177,17 @@ public final class Trainer {
                     ("lr", result.lr), ("grad_norm", result.gradNorm), ("tokens_per_s", tokensPerSecond),
                     ("mfu", mfu), ("elapsed_s", elapsed), ("eta_s", eta),
                 ]
-                if let stats = reducer?.lastStepStats, communicator.size > 1 {
+                if let stats = gradientSync?.reducer.lastStepStats, communicator.size > 1 {
                     fields += [("allreduce_s", stats.mpiSeconds + stats.blockedSeconds), ("allreduce_blocked_s", stats.blockedSeconds),
-                               ("allreduce_hidden_s", stats.hiddenSeconds)]
+                               ("allreduce_hidden_s", stats.hiddenSeconds),
+                               ("allreduce_buckets_during_backward", stats.bucketsStartedDuringBackward)]
                 }
-                if let hpu = device.underlying as? HPUDevice {
-                    // Per step over the logging interval: the plugin boundary's traffic, which staging adds.
+                if let counters = device.transferCounters {
+                    // Per step over the logging interval: the device boundary's traffic, which staging adds.
                     let steps = UInt64(max(step - intervalStartStep, 1))
-                    fields += [("bytes_to_device", Int((hpu.bytesToDevice - intervalBytes.toDevice) / steps)),
-                               ("bytes_to_host", Int((hpu.bytesToHost - intervalBytes.toHost) / steps))]
-                    intervalBytes = (hpu.bytesToDevice, hpu.bytesToHost)
+                    fields += [("bytes_to_device", Int((counters.toDevice - intervalBytes.toDevice) / steps)),
+                               ("bytes_to_host", Int((counters.toHost - intervalBytes.toHost) / steps))]
+                    intervalBytes = counters
                 }
                 metrics?.write(fields)
                 say(String(format: "step %d/%d | %@ | loss %.4f | lr %.2e | gnorm %.3f | %@ tok/s | MFU %.1f%% | elapsed %@ | eta %@",
@@ -272,8 +269,7 @@ public final class Trainer {
             let t1 = now()
             phases.data += t1 - t0
             let last = m == microSteps - 1
-            let ready: ((Int) throws -> Void)? = (last && reducer?.overlap == true && hostGradient == nil)
-                ? { [reducer] offset in try reducer?.gradientsReady(from: offset) } : nil
+            let ready = last ? gradientSync?.readyHandler : nil
             let r = try model.forwardBackward(tokens: tokens, targets: targets, batch: micro, seqLen: seqLen,
                                               lossScale: 1, gradientsReady: ready)
             if options.debug { try checkFinite(r.lossSum, "loss of micro-batch \(m)") }
@@ -301,38 +297,23 @@ public final class Trainer {
         return StepResult(loss: finite ? loss : nil, rawLoss: loss, gradNorm: gradNorm, lr: lr, stop: totals[2] > 0)
     }
 
-    /// Sums gradients over ranks. On the CPU the reducer works on the gradient in place (and overlaps with backward);
-    /// other devices stage it through host memory: device -> host, all-reduce, host -> device.
+    /// Sums gradients over ranks: bucket by bucket, in place on a host-memory device, staged through host memory on
+    /// others; with overlap the buckets started during the last micro-batch's backward are only waited for here.
     private func reduceGradients() throws {
-        guard let reducer, communicator.size > 1 else { return }
-        if let hostGradient {
-            try device.copyToHost(model.gradients, hostGradient)
-            try reducer.finish()
-            try device.copyToDevice(UnsafeBufferPointer(hostGradient), model.gradients)
-        } else {
-            try reducer.finish()
-        }
+        guard let gradientSync, communicator.size > 1 else { return }
+        try gradientSync.finish()
     }
 
     private func setUpReduction() throws {
         guard communicator.size > 1 else { return }
-        let count = model.layout.count
-        let bucketBytes = Int(config.distributed.bucketMB * 1_048_576)
-        if device.underlying is CPUDevice {
-            let pointer = UnsafeMutablePointer<Float>(bitPattern: UInt(model.gradients.address))!
-            reducer = GradientReducer(communicator: communicator, gradient: pointer, count: count,
-                                      bucketBytes: bucketBytes, overlap: config.distributed.overlap,
-                                      progressThread: config.distributed.overlap && progressThreadHelps(device: device))
-            // The reference the metrics' allreduce_hidden_s is estimated against (a blocking reduction of the same
-            // buckets, timed once here; collective, so every rank calls it at this point).
-            if config.distributed.overlap { try reducer?.calibrate() }
-        } else {
-            let staging = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
-            staging.initialize(repeating: 0)
-            hostGradient = staging
-            reducer = GradientReducer(communicator: communicator, gradient: staging.baseAddress!, count: count,
-                                      bucketBytes: bucketBytes, overlap: false)
-        }
+        let overlap = config.distributed.overlap
+        gradientSync = GradientSync(device: device, gradients: model.gradients, count: model.layout.count,
+                                    communicator: communicator,
+                                    bucketBytes: Int(config.distributed.bucketMB * 1_048_576), overlap: overlap,
+                                    progressThread: overlap && progressThreadHelps(device: device))
+        // The reference the metrics' allreduce_hidden_s is estimated against (a blocking reduction of the same
+        // buckets, timed once here; collective, so every rank calls it at this point).
+        if overlap { try gradientSync?.reducer.calibrate() }
     }
 
     private func checkFinite(_ value: Double, _ what: String) throws {

@@ -29,7 +29,7 @@ extension Trainer {
             var resumeStep: [Int64] = [-1]
             if isLeader {
                 let (url, warnings) = try store.newestValid()
-                for warning in warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+                for warning in warnings { printWarning(warning) }
                 if let url, let step = CheckpointStore.step(fromFileName: url.lastPathComponent) {
                     resumeStep = [Int64(step)]
                 }
@@ -97,7 +97,7 @@ extension Trainer {
         let saved = try store.save(step: step, expectedTensorCount: CheckpointCodec.tensorCount(of: state)) { writer in
             try CheckpointCodec.encode(state, into: &writer)
         }
-        for warning in saved.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        for warning in saved.warnings { printWarning(warning) }
         metrics?.event("checkpoint", [("step", step), ("reason", reason), ("path", saved.url.path),
                                     ("seconds", saved.seconds), ("mb_per_s", saved.megabytesPerSecond)])
     }
@@ -108,4 +108,11 @@ extension Trainer {
         guard spec != "bytes", !spec.hasPrefix("/") else { return spec }
         return URL(fileURLWithPath: spec).standardizedFileURL.path
     }
+}
+
+/// One warning line on stderr. The checkpoint store's warnings may already carry the "warning: " prefix; it is
+/// written once either way.
+func printWarning(_ text: String) {
+    let line = text.hasPrefix("warning: ") ? text : "warning: " + text
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }

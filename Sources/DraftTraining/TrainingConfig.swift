@@ -1,3 +1,4 @@
+import DraftErrors
 import DraftModel
 import Foundation
 import Yams
@@ -134,7 +135,7 @@ public struct TrainingConfig: Codable, Sendable {
 }
 
 /// A config that cannot be used: the message is one line naming the file, the key and what was expected.
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
+public struct ConfigError: BadInputError, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }

@@ -8,26 +8,29 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Training throughput of a config's model on synthetic tokens: tokens/s, model GFLOP/s, MFU, peak memory.")
 
-    @Option(help: "The YAML config (model, data.seq_len, schedule.micro_batch and optimizer are used).") var config: String
+    @OptionGroup var configuration: ConfigOptions
+    @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: "Timed steps (after one warm-up step).") var steps = 5
-    @Option(help: "cpu or hpu (overrides device.kind).") var device: String?
-    @Option(name: .customLong("set"), help: "Overrides a config value (repeatable).") var overrides: [String] = []
     @Flag(help: "One JSON object instead of text.") var json = false
     @Flag(help: "Also print time per kernel (each kernel synchronised, so the total is a little slower).") var profile = false
+
+    func validate() throws {
+        if steps <= 0 { throw ValidationError("--steps: expected a positive integer, got \(steps)") }
+    }
 
     func run() throws {
         var communicator: (any Communicator)?
         do {
             let world = try makeCommunicator()
             communicator = world
-            var config = try TrainingConfig.load(path: self.config, overrides: overrides, requireData: false)
-            if let device { config.device.kind = device }
-            let base = try makeDevice(config: config, localRank: 0)
-            let compute = profile ? InstrumentedDevice(wrapping: base, checkFinite: false) : base
+            let config = try configuration.load(device: deviceOptions, requireData: false)
+            let base = try makeDevice(config: config, localRank: world.localRank)
+            let instrumented = profile ? InstrumentedDevice(wrapping: base, checkFinite: false) : nil
+            let compute = instrumented ?? base
             let r = try runBenchmark(config: config, device: compute, steps: steps, communicator: world)
             defer { try? world.shutdown() }
             guard world.rank == 0 else { return }
-            if let instrumented = compute as? InstrumentedDevice { print(instrumented.report()) }
+            if let instrumented { print(instrumented.report()) }
             if json {
                 print(String(format: "{\"tokens_per_s\":%.1f,\"model_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"mfu\":%.4f,\"peak_rss_mb\":%.1f,\"median_step_s\":%.4f,\"parameters\":%d,\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_exposed_s\":%.4f,\"allreduce_hidden_s\":%.4f,\"device\":\"%@\"}",
                              r.tokensPerSecond, r.modelGFLOPs, r.peakGFLOPs, r.mfu, Double(r.peakRSSBytes) / 1e6,

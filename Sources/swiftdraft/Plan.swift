@@ -6,21 +6,30 @@ struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The schedule's arithmetic: steps and tokens per stage, FLOPs per token, memory per device, the tokens/s each device must sustain for the time budget, ETA. Exits 1 when it does not fit.")
 
-    @Option(help: "The run's YAML config.") var config: String
+    @OptionGroup var configuration: ConfigOptions
     @Option(help: "Devices (ranks); default: distributed.world_size.") var devices: Int?
     @Option(name: .customLong("tokens-per-second"), help: "Measured or expected training tokens/s per device.")
     var tokensPerSecond: Double?
     @Option(name: .customLong("device-memory-gb"), help: "Memory per device; default 96 (Gaudi 2 HBM) for hpu, RAM / devices for cpu.")
     var deviceMemoryGB: Double?
-    @Option(help: "cpu or hpu (overrides device.kind).") var device: String?
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func validate() throws {
+        if let devices, devices <= 0 { throw ValidationError("--devices: expected a positive integer, got \(devices)") }
+        if let tokensPerSecond, !(tokensPerSecond > 0) {
+            throw ValidationError("--tokens-per-second: expected a positive number, got \(tokensPerSecond)")
+        }
+        if let deviceMemoryGB, !(deviceMemoryGB > 0) {
+            throw ValidationError("--device-memory-gb: expected a positive number, got \(deviceMemoryGB)")
+        }
+    }
 
     func run() throws {
         do {
-            var config = try TrainingConfig.load(path: self.config, requireData: false)
-            if let device { config.device.kind = device }
+            let config = try configuration.load(device: deviceOptions, requireData: false)
             let n = devices ?? config.distributed.worldSize
             guard n > 0, config.sequencesPerStep % (n * config.schedule.microBatch) == 0 else {
-                throw ConfigError("\(self.config): schedule: \(config.sequencesPerStep) sequences per step cannot be split over \(n) devices x micro_batch \(config.schedule.microBatch)")
+                throw ConfigError("\(configuration.config): schedule: \(config.sequencesPerStep) sequences per step cannot be split over \(n) devices x micro_batch \(config.schedule.microBatch)")
             }
             let memory: Double
             if let deviceMemoryGB {
@@ -36,7 +45,7 @@ struct Plan: ParsableCommand {
                                     deviceMemoryBytes: Int(memory))
             print(plan.report)
             if !plan.fitsMemory {
-                FileHandle.standardError.write(Data("warning: \(self.config): needs \(plan.totalBytesPerDevice) bytes per device, the device has \(Int(memory))\n".utf8))
+                FileHandle.standardError.write(Data("warning: \(configuration.config): needs \(plan.totalBytesPerDevice) bytes per device, the device has \(Int(memory))\n".utf8))
             }
             if !(plan.fitsMemory && plan.fitsTime) { throw ExitCode(1) }
         } catch let exit as ExitCode {

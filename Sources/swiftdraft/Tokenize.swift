@@ -10,22 +10,21 @@ struct Tokenize: ParsableCommand {
     @Option(help: "'bytes', a Hugging Face tokenizer.json, or a .gguf holding a tokenizer.") var tokenizer: String
     @Option(parsing: .upToNextOption, help: "Files or directories (walked recursively).") var input: [String]
     @Option(help: "Output directory (shards and manifest.json).") var output: String
-    @Option(help: "text (a file is a document) or jsonl (a record is a document).") var format = "text"
+    @Option(help: "text (a file is a document) or jsonl (a record is a document).") var format: CorpusFormat = .text
     @Option(help: "The JSONL field holding the text.") var field = "text"
     @Option(name: .customLong("val-fraction"), help: "Fraction of documents held out for validation.")
     var valFraction = 0.0
 
+    func validate() throws {
+        if input.isEmpty { throw ValidationError("--input: expected at least one file or directory") }
+        if !(0..<1).contains(valFraction) { throw ValidationError("--val-fraction: expected a fraction in [0, 1), got \(valFraction)") }
+    }
+
     func run() throws {
         var printedProgress = false
         do {
-            // Bad options are bad input like any other: exit 2 with one line, not ArgumentParser's usage text.
-            if input.isEmpty { throw DataError("--input: expected at least one file or directory") }
-            guard let chosenFormat = CorpusTokenizer.Format(rawValue: format) else {
-                throw DataError("--format: expected text or jsonl, got '\(format)'")
-            }
-            if !(0..<1).contains(valFraction) { throw DataError("--val-fraction: expected a fraction in [0, 1), got \(valFraction)") }
             var corpus = CorpusTokenizer(tokenizer: try loadTokenizer(tokenizer), tokenizerSpec: tokenizer)
-            corpus.format = chosenFormat
+            corpus.format = format.corpusFormat
             corpus.field = field
             corpus.validationFraction = valFraction
             // The running progress line rewrites itself with '\r', which only makes sense on a terminal; in a log or a
@@ -44,6 +43,18 @@ struct Tokenize: ParsableCommand {
         } catch {
             if printedProgress { FileHandle.standardError.write(Data("\n".utf8)) }
             exitOnError(error)
+        }
+    }
+}
+
+/// `--format text|jsonl`.
+enum CorpusFormat: String, CaseIterable, ExpressibleByArgument {
+    case text, jsonl
+
+    var corpusFormat: CorpusTokenizer.Format {
+        switch self {
+        case .text: return .text
+        case .jsonl: return .jsonl
         }
     }
 }

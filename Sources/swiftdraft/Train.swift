@@ -8,30 +8,29 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a draft model. Under mpirun every rank joins the world; alone, one process reproduces the configured world size by gradient accumulation.")
 
-    @Option(help: "The run's YAML config.") var config: String
-    @Option(help: "cpu or hpu (overrides device.kind).") var device: String?
-    @Option(help: "auto (newest valid checkpoint, else fresh), never (fresh), or a checkpoint path.") var resume = "auto"
+    @OptionGroup var configuration: ConfigOptions
+    @OptionGroup var deviceOptions: DeviceOptions
+    @Option(help: "auto (newest valid checkpoint, else fresh), never (fresh), or a checkpoint path.")
+    var resume: ResumeChoice = .auto
     @Option(name: .customLong("run-dir"), help: "Overrides run.dir.") var runDir: String?
-    @Option(name: .customLong("set"), help: "Overrides a config value, e.g. --set optimizer.lr=3e-4 (repeatable).")
-    var overrides: [String] = []
     @Option(name: .customLong("max-steps"), help: "Stop after this global optimizer step, counted from the start of the run.")
     var maxSteps: Int?
     @Flag(help: "Check for NaN/Inf and print per-phase timings.") var debug = false
     @Flag(help: "With --resume never, start over in a run directory that holds checkpoints.") var overwrite = false
     @Flag(help: "No progress lines on stdout.") var quiet = false
 
+    func validate() throws {
+        if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps: expected a positive integer, got \(maxSteps)") }
+    }
+
     func run() throws {
         var communicator: (any Communicator)?
         do {
-            // Bad options are bad input like any other: exit 2 with one line, not ArgumentParser's usage text.
-            if let device, !["cpu", "hpu"].contains(device) { throw ConfigError("--device: expected cpu or hpu, got '\(device)'") }
-            if let maxSteps, maxSteps <= 0 { throw ConfigError("--max-steps: expected a positive integer, got \(maxSteps)") }
             communicator = try makeCommunicator()
             let world = communicator!
-            var config = try TrainingConfig.load(path: self.config, overrides: overrides)
-            if let device { config.device.kind = device }
+            let config = try configuration.load(device: deviceOptions)
             var options = TrainOptions()
-            options.resume = resume == "auto" ? .auto : resume == "never" ? .never : .path(resume)
+            options.resume = resume.option
             options.runDirectory = runDir
             options.maxSteps = maxSteps
             options.debug = debug
@@ -54,10 +53,12 @@ struct Train: ParsableCommand {
     }
 }
 
-/// The configured device: the CPU backend, or the HPU plugin on this rank's module.
+/// The configured device: the CPU backend, or the HPU plugin on the module of this rank's local rank (the
+/// communicator's, so every launcher spreads a host's ranks over its modules).
 func makeDevice(config: TrainingConfig, localRank: Int) throws -> any Device {
     switch config.device.kind {
-    case "hpu": return try HPUDevice(pluginPath: config.device.plugin, module: nil)
-    default: return CPUDevice()
+    case "hpu": return try HPUDevice(pluginPath: config.device.plugin, localRank: localRank)
+    case "cpu": return CPUDevice()
+    default: throw ConfigError("device.kind: expected cpu or hpu, got '\(config.device.kind)'")
     }
 }

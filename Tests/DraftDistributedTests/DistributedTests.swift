@@ -64,6 +64,31 @@ final class LocalCommunicatorTests: XCTestCase {
         XCTAssertEqual(exact.buckets, [])
     }
 
+    /// Every common launcher's local-rank variable is read, Open MPI's first; a malformed one is bad input naming it.
+    func testLocalRankComesFromAnyLauncher() throws {
+        func rank(_ environment: [String: String]) throws -> Int? { try launcherLocalRank { environment[$0] } }
+        XCTAssertNil(try rank([:]))
+        XCTAssertEqual(try rank(["OMPI_COMM_WORLD_LOCAL_RANK": "3"]), 3)
+        XCTAssertEqual(try rank(["MPI_LOCALRANKID": "2"]), 2)
+        XCTAssertEqual(try rank(["SLURM_LOCALID": "5"]), 5)
+        XCTAssertEqual(try rank(["PMI_LOCAL_RANK": "1"]), 1)
+        XCTAssertEqual(try rank(["OMPI_COMM_WORLD_LOCAL_RANK": "0", "SLURM_LOCALID": "4"]), 0)
+        XCTAssertThrowsError(try rank(["SLURM_LOCALID": "x"])) { error in
+            XCTAssertTrue("\(error)".contains("SLURM_LOCALID"), "\(error)")
+            XCTAssertEqual((error as? DistributedError)?.isBadInput, true)
+        }
+    }
+
+    /// A communicator with only blocking collectives still offers the non-blocking all-reduce the reducer uses.
+    func testLocalCommunicatorNonBlockingAllReduceIsComplete() throws {
+        var values: [Float] = [1, 2, 3]
+        let request = try values.withUnsafeMutableBufferPointer { try LocalCommunicator().startAllReduceSum($0) }
+        XCTAssertTrue(try request.test())
+        try request.wait()
+        XCTAssertEqual(values, [1, 2, 3])
+        XCTAssertFalse(LocalCommunicator().allowsProgressThread)
+    }
+
     func testInjectedFailureReadsRankAndStep() {
         let key = "SWIFTDRAFT_TEST_FAIL_AT"
         let saved = getenv(key).map { String(cString: $0) }

@@ -114,6 +114,15 @@ final class HPUPluginLoadTests: XCTestCase {
         XCTAssertThrowsError(try HPUPlugin.resolveModule(nil, environment: ["HABANA_VISIBLE_MODULES": "0,1",
                                                                              "OMPI_COMM_WORLD_LOCAL_RANK": "2"]))
     }
+
+    /// The communicator's local rank (whatever launcher set it) picks the module, over Open MPI's variable.
+    func testCallersLocalRankPicksTheModule() throws {
+        XCTAssertEqual(try HPUPlugin.resolveModule(nil, localRank: 3, environment: [:]), 3)
+        XCTAssertEqual(try HPUPlugin.resolveModule(nil, localRank: 1, environment: ["OMPI_COMM_WORLD_LOCAL_RANK": "0"]), 1)
+        XCTAssertEqual(try HPUPlugin.resolveModule(nil, localRank: 2, environment: ["HABANA_VISIBLE_MODULES": "4,5,6"]), 6)
+        XCTAssertEqual(try HPUPlugin.resolveModule(7, localRank: 2, environment: [:]), 7)
+        XCTAssertThrowsError(try HPUPlugin.resolveModule(nil, localRank: -1, environment: [:]))
+    }
 }
 
 /// Out of device memory names the module, the bytes asked and the bytes free.

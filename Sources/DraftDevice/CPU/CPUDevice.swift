@@ -20,6 +20,15 @@ public final class CPUDevice: Device {
         return String(cString: core)
     }
 
+    // MARK: Backend facts
+
+    /// Device pointers are host addresses, so the memory is used in place.
+    public func hostBuffer<T>(_ pointer: DevicePointer<T>, count: Int) -> UnsafeMutableBufferPointer<T>? {
+        UnsafeMutableBufferPointer(start: UnsafeMutablePointer<T>(bitPattern: UInt(pointer.address)), count: count)
+    }
+
+    public var hostComputeThreads: Int { threads }
+
     // MARK: Memory
 
     public func allocate<T>(_ type: T.Type, count: Int) throws -> DevicePointer<T> {
