@@ -55,7 +55,7 @@ extension Trainer {
             throw CheckpointError(path: url.path, reason: "expected attribute format = \"\(CheckpointFormat.name)\"")
         }
         let fingerprint = try reader.string("tokenizer_sha256")
-        guard fingerprint == tokenizerFingerprint else {
+        guard recognizesTokenizer(fingerprint) else {
             throw CheckpointError(path: url.path, reason: "tokenizer_sha256 is \(fingerprint), the config's tokenizer is \(tokenizerFingerprint)")
         }
         let layout = model.layout
