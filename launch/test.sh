@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
+# The tests compare against tokenizers/transformers/gguf live: they run the python of this venv.
+SWIFTDRAFT_PYTHON="$(scripts/python-env.sh)"
+export SWIFTDRAFT_PYTHON
 if [ -x scripts/fetch-assets.sh ]; then
     scripts/fetch-assets.sh
 fi

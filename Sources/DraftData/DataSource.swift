@@ -1,4 +1,5 @@
 import Foundation
+import DraftTokenizer
 
 /// One named corpus of a run (`data.sources.<name>`): its training shards and held-out validation shards.
 ///
@@ -52,9 +53,21 @@ public final class DataSource {
         return stem.hasPrefix("val") || stem.contains("_val_") || stem.contains("_val.") || stem.contains("-val-")
     }
 
-    /// Checks the shards against the run's tokenizer and model before any training starts.
+    /// Checks the shards against the run's tokenizer and model before any training starts. Shards written before
+    /// content fingerprints carry the tokenizer file's SHA-256; `Tokenizer.recognizes` accepts those too.
+    public func validate(tokenizer: any Tokenizer, modelVocab: Int, seqLen: Int) throws {
+        try validate(tokenizerFingerprint: tokenizer.fingerprint, recognizes: { tokenizer.recognizes(fingerprint: $0) },
+                     modelVocab: modelVocab, seqLen: seqLen)
+    }
+
+    /// As `validate(tokenizer:...)` for a fingerprint alone (exact match).
     public func validate(tokenizerFingerprint expected: String, modelVocab: Int, seqLen: Int) throws {
-        if let fingerprint = tokenizerFingerprint, fingerprint != expected {
+        try validate(tokenizerFingerprint: expected, recognizes: { $0 == expected }, modelVocab: modelVocab, seqLen: seqLen)
+    }
+
+    private func validate(tokenizerFingerprint expected: String, recognizes: (String) -> Bool, modelVocab: Int,
+                          seqLen: Int) throws {
+        if let fingerprint = tokenizerFingerprint, !recognizes(fingerprint) {
             throw DataError("\(train[0].url.path): made with tokenizer \(fingerprint), but the config's tokenizer is \(expected) (re-run 'swiftdraft tokenize' with the run's tokenizer)")
         }
         for shard in train + validation {

@@ -44,10 +44,22 @@ struct PairTable: @unchecked Sendable {
         var slot = Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> shift)
         while true {
             let s = kp[slot]
-            if s == k { return vp[slot] }
+            // Empty first: two symbols without ids (-1, -1) make the key UInt64.max, which is also `empty`.
             if s == Self.empty { return Self.none }
+            if s == k { return vp[slot] }
             slot = (slot + 1) & mask
         }
+    }
+
+    /// Every merge as (rank, left, right, merged), in no particular order.
+    func entries() -> [(rank: Int32, left: Int32, right: Int32, merged: Int32)] {
+        var out = [(rank: Int32, left: Int32, right: Int32, merged: Int32)]()
+        out.reserveCapacity(count)
+        for (k, v) in zip(keys, values) where k != Self.empty {
+            out.append((rank: Int32(truncatingIfNeeded: v >> 32), left: Int32(truncatingIfNeeded: k >> 32),
+                        right: Int32(truncatingIfNeeded: k & 0xFFFF_FFFF), merged: Int32(truncatingIfNeeded: v & 0xFFFF_FFFF)))
+        }
+        return out
     }
 
     func withPointers<R>(_ body: (UnsafePointer<UInt64>, UnsafePointer<UInt64>) -> R) -> R {
@@ -165,11 +177,21 @@ enum InitialSymbols: Sendable {
     case scalars
 }
 
+/// A token's text as UTF-8 bytes: the key of every vocabulary, merge and added-token lookup. Swift `String` equality
+/// is canonical equivalence, so a `[String: ...]` vocabulary folds distinct tokens such as U+03AC and U+1F71 'ά'
+/// into one; `tokenizers` and llama.cpp compare code points, which for valid UTF-8 is comparing bytes.
+typealias TokenBytes = [UInt8]
+
+extension String {
+    /// This string's UTF-8 bytes, the lookup key of a token.
+    var tokenBytes: TokenBytes { Array(utf8) }
+}
+
 /// Byte-pair encoding over integer ids: initial symbols, then repeatedly the best-ranked adjacent pair (leftmost on
 /// ties) is merged, exactly as `tokenizers`' BPE and llama.cpp's BPE/SPM sessions do.
 final class BPEModel: @unchecked Sendable {
     let idToToken: [String]
-    let tokenToID: [String: Int32]
+    let tokenToID: [TokenBytes: Int32]
     let pairs: PairTable
     let initial: InitialSymbols
     /// Byte-level: the id of each byte's symbol. Scalars mode: the `<0xNN>` byte-fallback ids (-1 if absent).
@@ -182,7 +204,7 @@ final class BPEModel: @unchecked Sendable {
     /// `ignore_merges` (Llama-3): a word that is itself a token is emitted whole, merges or not.
     let wholeWords: ByteStringMap?
 
-    init(idToToken: [String], tokenToID: [String: Int32], pairs: PairTable, initial: InitialSymbols,
+    init(idToToken: [String], tokenToID: [TokenBytes: Int32], pairs: PairTable, initial: InitialSymbols,
          byteFallback: Bool, unknownID: Int32?, fuseUnknown: Bool, ignoreMerges: Bool) {
         self.idToToken = idToToken
         self.tokenToID = tokenToID
@@ -192,19 +214,18 @@ final class BPEModel: @unchecked Sendable {
         self.fuseUnknown = fuseUnknown
         switch initial {
         case .bytes:
-            byteIDs = (0..<256).map { b in tokenToID[String(ByteLevel.byteToScalar[b])] ?? -1 }
+            byteIDs = (0..<256).map { b in tokenToID[String(ByteLevel.byteToScalar[b]).tokenBytes] ?? -1 }
             scalarIDs = []
             scalarIDsAstral = [:]
         case .scalars:
             byteIDs = (0..<256).map { b in
-                byteFallback ? (tokenToID[String(format: "<0x%02X>", b)] ?? -1) : -1
+                byteFallback ? (tokenToID[String(format: "<0x%02X>", b).tokenBytes] ?? -1) : -1
             }
             var bmp = [Int32](repeating: -1, count: 0x10000)
             var astral = [UInt32: Int32]()
             for (tok, id) in tokenToID {
-                let us = tok.unicodeScalars
-                guard us.count == 1, let s = us.first else { continue }
-                if s.value < 0x10000 { bmp[Int(s.value)] = id } else { astral[s.value] = id }
+                guard let s = Self.singleScalar(tok) else { continue }
+                if s < 0x10000 { bmp[Int(s)] = id } else { astral[s] = id }
             }
             scalarIDs = bmp
             scalarIDsAstral = astral
@@ -214,10 +235,10 @@ final class BPEModel: @unchecked Sendable {
             for (tok, id) in tokenToID {
                 var raw = [UInt8]()
                 if initial == .bytes {
-                    guard let r = ByteLevel.unmap(tok) else { continue }
+                    guard let r = ByteLevel.unmap(String(decoding: tok, as: UTF8.self)) else { continue }
                     raw = r
                 } else {
-                    raw = Array(tok.utf8)
+                    raw = tok
                 }
                 if raw.isEmpty { continue }
                 raw.withUnsafeBufferPointer { rb in
@@ -232,6 +253,13 @@ final class BPEModel: @unchecked Sendable {
         } else {
             wholeWords = nil
         }
+    }
+
+    /// The scalar value of a token that is exactly one scalar, else nil (keys come from Strings: valid UTF-8).
+    static func singleScalar(_ t: TokenBytes) -> UInt32? {
+        var scalars = String(decoding: t, as: UTF8.self).unicodeScalars.makeIterator()
+        guard let s = scalars.next(), scalars.next() == nil else { return nil }
+        return s.value
     }
 
     /// Encodes one pre-token (`b[start..<end]`), appending its ids; `s` holds the caller's scratch.

@@ -9,6 +9,8 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public let vocabSize: Int
     public let eosTokenID: Int32
     public let bosTokenID: Int32?
+    /// SHA-256 of the tokenizer's content (``TokenizerFingerprint``), the same for a GGUF and a tokenizer.json of
+    /// one tokenizer.
     public let fingerprint: String
     /// The file the tokenizer was loaded from.
     public let path: String
@@ -23,11 +25,15 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     private let poolLock = NSLock()
     private var pool: [Session] = []
+    private let legacyLock = NSLock()
+    private var legacyFingerprint: String?
 
-    init(path: String, fingerprint: String, vocabSize: Int, eos: Int32, bos: Int32?, added: [AddedToken],
+    init(path: String, vocabSize: Int, eos: Int32, bos: Int32?, added: [AddedToken],
          normalizer: (any Normalizer)?, preTokenizer: (any PreTokenizer)?, model: BPEModel, decoder: (any Decoder)?) {
         self.path = path
-        self.fingerprint = fingerprint
+        self.fingerprint = TokenizerFingerprint.compute(vocabSize: vocabSize, eos: eos, bos: bos, added: added,
+                                                        normalizer: normalizer, preTokenizer: preTokenizer,
+                                                        model: model, decoder: decoder)
         self.vocabSize = vocabSize
         self.eosTokenID = eos
         self.bosTokenID = bos
@@ -45,6 +51,27 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         } else {
             self.preTokenizer = preTokenizer
         }
+    }
+
+    /// The fingerprint data and checkpoints recorded before content fingerprints (`swiftdraft-tokenizer-v2`): the
+    /// SHA-256 of this tokenizer's file, bytes and all. Computed on first use only, since it reads the whole file.
+    public func legacyFileFingerprint() throws -> String {
+        legacyLock.lock()
+        defer { legacyLock.unlock() }
+        if let f = legacyFingerprint { return f }
+        let data = try readTokenizerFile(path)
+        let f = data.withUnsafeBytes { SHA256.hex($0) }
+        legacyFingerprint = f
+        return f
+    }
+
+    /// Also accepts the whole-file hash older shards and checkpoints recorded for this tokenizer's file, so they keep
+    /// loading; it is computed only when such an old fingerprint is met.
+    public func recognizes(fingerprint recorded: String) -> Bool {
+        if recorded == fingerprint { return true }
+        guard recorded.utf8.count == 64, recorded.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
+        else { return false }
+        return (try? legacyFileFingerprint()) == recorded
     }
 
     /// True when no token has `▁` after a scalar that is not `▁`.
@@ -66,8 +93,9 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     /// The id of a token string, or nil.
     public func id(for token: String) -> Int32? {
-        if let (id, _) = addedTokenStrings.first(where: { $0.value == token }) { return id }
-        return model.tokenToID[token]
+        // By bytes: `==` on Strings would take U+1F71 for U+03AC.
+        if let a = added.tokens.first(where: { $0.content.elementsEqual(token.utf8) }) { return a.id }
+        return model.tokenToID[token.tokenBytes]
     }
 
     // MARK: Encoding

@@ -39,13 +39,16 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
         return Int32(id)
     }
     // llama.cpp's token_to_id: a repeated string maps to its last id.
-    var tokenToID = [String: Int32](minimumCapacity: n)
-    for (i, t) in tokens.enumerated() { tokenToID[t] = Int32(i) }
+    let tokenBytes = tokens.map(\.tokenBytes)
+    var tokenToID = [TokenBytes: Int32](minimumCapacity: n)
+    for (i, t) in tokenBytes.enumerated() { tokenToID[t] = Int32(i) }
 
-    // Control and user-defined tokens are matched in the text before the model, like tokenizers' added tokens.
+    // Control, user-defined and unknown (`<unk>`) tokens are matched in the text before the model, as llama.cpp's
+    // special-token pass does and as tokenizers' added tokens are.
     var added = [AddedToken]()
-    for (i, t) in tokens.enumerated() where types[i] == GGUFTokenType.control || types[i] == GGUFTokenType.userDefined {
-        added.append(AddedToken(content: Array(t.utf8), id: Int32(i), lstrip: false, rstrip: false, singleWord: false))
+    for (i, t) in tokens.enumerated()
+    where types[i] == GGUFTokenType.control || types[i] == GGUFTokenType.userDefined || types[i] == GGUFTokenType.unknown {
+        added.append(AddedToken(content: t.tokenBytes, id: Int32(i), lstrip: false, rstrip: false, singleWord: false))
     }
 
     let model: BPEModel
@@ -59,8 +62,7 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
         }
         var pairs = PairTable(expected: merges.count)
         for (rank, m) in merges.enumerated() {
-            guard let sp = m.firstIndex(of: " ") else { throw fail("tokenizer.ggml.merges[\(rank)] '\(m)' is not two tokens separated by a blank") }
-            let l = String(m[..<sp]), r = String(m[m.index(after: sp)...])
+            guard let (l, r) = splitMerge(m) else { throw fail("tokenizer.ggml.merges[\(rank)] '\(m)' is not two tokens separated by a blank") }
             guard let a = tokenToID[l], let b = tokenToID[r], let c = tokenToID[l + r] else {
                 throw fail("tokenizer.ggml.merges[\(rank)] '\(m)' uses or makes a token missing from tokenizer.ggml.tokens")
             }
@@ -79,8 +81,11 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
         default:
             throw fail("unsupported tokenizer.ggml.pre '\(preName)' (expected gpt-2, llama-bpe, qwen2 or smollm)")
         }
+        // llama.cpp's byte-level BPE drops a byte the vocabulary has no symbol for (SmolLM2 lacks 21 control bytes)
+        // rather than emitting tokenizer.ggml.unknown_token_id, as `tokenizers` does without an unk_token.
+        _ = try tokenID("tokenizer.ggml.unknown_token_id")
         model = BPEModel(idToToken: tokens, tokenToID: tokenToID, pairs: pairs, initial: .bytes, byteFallback: false,
-                         unknownID: try tokenID("tokenizer.ggml.unknown_token_id"), fuseUnknown: false,
+                         unknownID: nil, fuseUnknown: false,
                          ignoreMerges: ignoreMerges)
         normalizer = nil
         pre = pattern.count == 1 ? PatternPreTokenizer(pattern: pattern[0])
@@ -96,16 +101,11 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
         var rankOf = [Double: Int32](minimumCapacity: distinct.count)
         for (r, s) in distinct.enumerated() { rankOf[s] = Int32(r) }
         var pairs = PairTable(expected: n * 4)
-        for (id, t) in tokens.enumerated() where types[id] != GGUFTokenType.byte {
-            let scalars = Array(t.unicodeScalars)
-            if scalars.count < 2 { continue }
+        for (id, t) in tokenBytes.enumerated() where types[id] != GGUFTokenType.byte {
             let rank = rankOf[scores[id]] ?? Int32.max - 1
-            var left = String.UnicodeScalarView()
-            for k in 1..<scalars.count {
-                left.append(scalars[k - 1])
-                var right = String.UnicodeScalarView()
-                right.append(contentsOf: scalars[k...])
-                if let a = tokenToID[String(left)], let b = tokenToID[String(right)] {
+            // Every split between two scalars: the byte offsets that do not start a UTF-8 continuation byte.
+            for k in 1..<max(t.count, 1) where t[k] & 0xC0 != 0x80 {
+                if let a = tokenToID[Array(t[..<k])], let b = tokenToID[Array(t[k...])] {
                     pairs.insert(a, b, rank: rank, merged: Int32(id))
                 }
             }
@@ -114,8 +114,11 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
         model = BPEModel(idToToken: tokens, tokenToID: tokenToID, pairs: pairs, initial: .scalars, byteFallback: true,
                          unknownID: try tokenID("tokenizer.ggml.unknown_token_id") ?? 0, fuseUnknown: false,
                          ignoreMerges: false)
+        // SentencePiece's dummy prefix, then blanks escaped; prepending `▁` after the escape is the same as a blank
+        // before it, and is how a tokenizer.json of the same vocabulary spells it (one description, one fingerprint).
         let escape = ReplaceNormalizer(pattern: [0x20], content: Array("\u{2581}".utf8))
-        normalizer = addSpacePrefix ? SequenceNormalizer(steps: [PrependNormalizer(prefix: [0x20]), escape]) : escape
+        normalizer = addSpacePrefix
+            ? SequenceNormalizer(steps: [PrependNormalizer(prefix: Array("\u{2581}".utf8)), escape]) : escape
         pre = nil
         var steps: [any Decoder] = [ReplaceDecoder(pattern: "\u{2581}", content: " "), ByteFallbackDecoder(), FuseDecoder()]
         if addSpacePrefix { steps.append(StripDecoder(content: " ", start: 1, stop: 0)) }
@@ -126,7 +129,7 @@ func loadGGUFTokenizer(path: String) throws -> BPETokenizer {
     guard let eos = try tokenID("tokenizer.ggml.eos_token_id") else {
         throw fail("expected tokenizer.ggml.eos_token_id")
     }
-    return BPETokenizer(path: path, fingerprint: SHA256Hex(data), vocabSize: n, eos: eos,
+    return BPETokenizer(path: path, vocabSize: n, eos: eos,
                         bos: try tokenID("tokenizer.ggml.bos_token_id"), added: added, normalizer: normalizer,
                         preTokenizer: pre, model: model, decoder: decoder)
 }

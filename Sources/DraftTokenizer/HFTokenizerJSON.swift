@@ -166,13 +166,13 @@ func loadHFTokenizerJSON(path: String) throws -> BPETokenizer {
         if let s = model[key]?.string, !s.isEmpty { throw reader.fail("unsupported model.\(key) '\(s)' (expected empty)") }
     }
 
-    var tokenToID = [String: Int32](minimumCapacity: vocabJSON.count)
+    var tokenToID = [TokenBytes: Int32](minimumCapacity: vocabJSON.count)
     var maxID = -1
     for (tok, v) in vocabJSON {
         guard let id = v.int, id >= 0, id < maxTokenID else {
             throw reader.fail("model.vocab['\(tok)'] is not a token id (expected an integer in 0..<\(maxTokenID))")
         }
-        tokenToID[tok] = Int32(id)
+        tokenToID[tok.tokenBytes] = Int32(id)
         maxID = max(maxID, id)
     }
     var addedTokens = [AddedToken]()
@@ -185,25 +185,26 @@ func loadHFTokenizerJSON(path: String) throws -> BPETokenizer {
         maxID = max(maxID, id)
     }
     var idToToken = [String](repeating: "", count: maxID + 1)
-    for (tok, id) in tokenToID { idToToken[Int(id)] = tok }
+    for (tok, id) in tokenToID { idToToken[Int(id)] = String(decoding: tok, as: UTF8.self) }
     for a in addedTokens where idToToken[Int(a.id)].isEmpty { idToToken[Int(a.id)] = String(decoding: a.content, as: UTF8.self) }
 
     var pairs = PairTable(expected: mergesJSON.count)
     for (rank, m) in mergesJSON.enumerated() {
-        var left: String, right: String
+        let left: TokenBytes, right: TokenBytes
         if let s = m.string {
-            guard let sp = s.firstIndex(of: " ") else { throw reader.fail("model.merges[\(rank)] '\(s)' is not two tokens separated by a blank") }
-            left = String(s[..<sp]); right = String(s[s.index(after: sp)...])
-        } else if let pair = m.array, pair.count == 2, let l = pair[0].string, let r = pair[1].string {
+            guard let (l, r) = splitMerge(s) else { throw reader.fail("model.merges[\(rank)] '\(s)' is not two tokens separated by a blank") }
             left = l; right = r
+        } else if let pair = m.array, pair.count == 2, let l = pair[0].string, let r = pair[1].string {
+            left = l.tokenBytes; right = r.tokenBytes
         } else {
             throw reader.fail("model.merges[\(rank)] is neither \"a b\" nor [\"a\", \"b\"]")
         }
+        func text(_ t: TokenBytes) -> String { String(decoding: t, as: UTF8.self) }
         guard let a = tokenToID[left], let b = tokenToID[right] else {
-            throw reader.fail("model.merges[\(rank)] uses a token missing from model.vocab ('\(left)' '\(right)')")
+            throw reader.fail("model.merges[\(rank)] uses a token missing from model.vocab ('\(text(left))' '\(text(right))')")
         }
         guard let merged = tokenToID[left + right] else {
-            throw reader.fail("model.merges[\(rank)] makes '\(left + right)', which is missing from model.vocab")
+            throw reader.fail("model.merges[\(rank)] makes '\(text(left + right))', which is missing from model.vocab")
         }
         pairs.insert(a, b, rank: Int32(rank), merged: merged)
     }
@@ -216,7 +217,7 @@ func loadHFTokenizerJSON(path: String) throws -> BPETokenizer {
 
     var unknownID: Int32?
     if let u = model["unk_token"]?.string {
-        guard let id = tokenToID[u] else { throw reader.fail("model.unk_token '\(u)' is missing from model.vocab") }
+        guard let id = tokenToID[u.tokenBytes] else { throw reader.fail("model.unk_token '\(u)' is missing from model.vocab") }
         unknownID = id
     }
     let bpe = BPEModel(idToToken: idToToken, tokenToID: tokenToID, pairs: pairs, initial: byteLevel ? .bytes : .scalars,
@@ -224,20 +225,28 @@ func loadHFTokenizerJSON(path: String) throws -> BPETokenizer {
                        fuseUnknown: model["fuse_unk"]?.bool ?? false, ignoreMerges: model["ignore_merges"]?.bool ?? false)
 
     // tokenizer.json does not say which token ends a document; tokenizer_config.json beside it does.
-    let names = Dictionary(addedTokens.map { (String(decoding: $0.content, as: UTF8.self), $0.id) }, uniquingKeysWith: { a, _ in a })
+    let names = Dictionary(addedTokens.map { ($0.content, $0.id) }, uniquingKeysWith: { a, _ in a })
         .merging(tokenToID, uniquingKeysWith: { a, _ in a })
     let config = specialTokenNames(configBeside: path)
     func resolve(_ configured: String?, _ fallbacks: [String]) -> Int32? {
-        if let c = configured, let id = names[c] { return id }
-        for f in fallbacks { if let id = names[f] { return id } }
+        if let c = configured, let id = names[c.tokenBytes] { return id }
+        for f in fallbacks { if let id = names[f.tokenBytes] { return id } }
         return nil
     }
     guard let eos = resolve(config.eos, ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|im_end|>"]) else {
         throw reader.fail("no end-of-sequence token (expected eos_token in tokenizer_config.json beside it, or an added token <|endoftext|>, </s> or <|end_of_text|>)")
     }
     let bos = resolve(config.bos, ["<s>", "<|begin_of_text|>", "<bos>"])
-    return BPETokenizer(path: path, fingerprint: SHA256Hex(data), vocabSize: maxID + 1, eos: eos, bos: bos,
+    return BPETokenizer(path: path, vocabSize: maxID + 1, eos: eos, bos: bos,
                         added: addedTokens, normalizer: normalizer, preTokenizer: pre, model: bpe, decoder: decoder)
+}
+
+/// A merge written "left right": split at the first blank byte. Not `firstIndex(of: " ")`, which looks for a whole
+/// Character: a blank followed by a combining mark is one Character, so it would split elsewhere or not at all.
+func splitMerge(_ s: String) -> (TokenBytes, TokenBytes)? {
+    let u = s.tokenBytes
+    guard let sp = u.firstIndex(of: 0x20) else { return nil }
+    return (Array(u[..<sp]), Array(u[(sp + 1)...]))
 }
 
 /// bos_token / eos_token of a tokenizer_config.json next to the tokenizer.json, if any.
@@ -256,8 +265,4 @@ func readTokenizerFile(_ path: String) throws -> Data {
     } catch {
         throw TokenizerError("\(path): cannot read the tokenizer file (\((error as NSError).localizedDescription))")
     }
-}
-
-func SHA256Hex(_ data: Data) -> String {
-    data.withUnsafeBytes { SHA256.hex($0) }
 }

@@ -3,16 +3,23 @@ import Foundation
 /// A parsed JSON value. Hand-written rather than JSONSerialization because a Llama-3 tokenizer.json holds 128K vocab
 /// entries and 280K merges, which corelibs-foundation bridges through NSDictionary/NSString slowly, and because a
 /// malformed file must give a message with the byte offset.
+///
+/// Object members keep their file order and are compared by UTF-8 bytes: a vocabulary may hold two keys that are
+/// canonically equivalent Unicode (U+03AC and U+1F71 'ά'), which a `[String: JSON]` would fold into one, since Swift
+/// `String` equality is canonical equivalence.
 enum JSON {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([JSON])
-    case object([String: JSON])
+    case object([(key: String, value: JSON)])
 
+    /// The member named `key` byte for byte (the last one if repeated, as a dictionary would keep); nil otherwise.
+    /// A linear scan: the objects looked up by key are pipeline stages with a handful of members.
     subscript(key: String) -> JSON? {
-        if case .object(let o) = self { return o[key] }
+        guard case .object(let o) = self else { return nil }
+        for member in o.reversed() where member.key.utf8.elementsEqual(key.utf8) { return member.value }
         return nil
     }
 
@@ -24,7 +31,7 @@ enum JSON {
         return nil
     }
     var array: [JSON]? { if case .array(let a) = self { return a }; return nil }
-    var object: [String: JSON]? { if case .object(let o) = self { return o }; return nil }
+    var object: [(key: String, value: JSON)]? { if case .object(let o) = self { return o }; return nil }
     var isNull: Bool { if case .null = self { return true }; return false }
 
     /// Parses a whole document; the error carries the byte offset and what was expected there.
@@ -59,7 +66,7 @@ private struct JSONParser {
         switch b[i] {
         case UInt8(ascii: "{"):
             i += 1
-            var o = [String: JSON]()
+            var o = [(key: String, value: JSON)]()
             skipWS()
             if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
             while true {
@@ -70,7 +77,7 @@ private struct JSONParser {
                 guard i < b.count, b[i] == UInt8(ascii: ":") else { throw fail("':'") }
                 i += 1
                 skipWS()
-                o[k] = try value(depth: depth + 1)
+                o.append((key: k, value: try value(depth: depth + 1)))
                 skipWS()
                 guard i < b.count else { throw fail("',' or '}'") }
                 if b[i] == UInt8(ascii: ",") { i += 1; continue }

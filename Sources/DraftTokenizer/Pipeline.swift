@@ -7,6 +7,9 @@ import Foundation
 /// Rewrites a text segment (the part between added tokens) before it is split.
 protocol Normalizer: Sendable {
     func normalize(_ text: inout [UInt8])
+    /// What this stage does, one line per elementary step (sequences flattened), for the tokenizer's fingerprint:
+    /// equal lists mean equal behaviour, however the file spelled the stage.
+    var canonicalSteps: [String] { get }
 }
 
 /// Splits a segment into pre-tokens; the model encodes each independently (and the word cache keys on them).
@@ -17,24 +20,33 @@ protocol PreTokenizer: Sendable {
     func rewrite(_ text: inout [UInt8], first: Bool)
     /// Appends the byte ranges of the pieces of `b[range]`.
     func split(_ b: UnsafePointer<UInt8>, _ range: Range<Int>, _ sc: ScalarBuffer, into out: inout [Range<Int>])
+    /// As `Normalizer.canonicalSteps`.
+    var canonicalSteps: [String] { get }
 }
 
 /// Turns token strings back into text pieces (`tokenizers`' decode chain).
 protocol Decoder: Sendable {
     func decodeChain(_ tokens: [String]) -> [String]
+    /// As `Normalizer.canonicalSteps`.
+    var canonicalSteps: [String] { get }
 }
+
+/// Bytes as hex, so a step's parameters are unambiguous in its canonical line.
+func hexBytes(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
 
 // MARK: Normalizers
 
 struct SequenceNormalizer: Normalizer {
     let steps: [any Normalizer]
     func normalize(_ text: inout [UInt8]) { for s in steps { s.normalize(&text) } }
+    var canonicalSteps: [String] { steps.flatMap(\.canonicalSteps) }
 }
 
 /// `Prepend`: adds a prefix to a non-empty segment (SentencePiece's dummy prefix).
 struct PrependNormalizer: Normalizer {
     let prefix: [UInt8]
     func normalize(_ text: inout [UInt8]) { if !text.isEmpty { text.insert(contentsOf: prefix, at: 0) } }
+    var canonicalSteps: [String] { ["prepend \(hexBytes(prefix))"] }
 }
 
 /// `Replace` with a literal pattern (SentencePiece's blank → `▁`).
@@ -42,12 +54,14 @@ struct ReplaceNormalizer: Normalizer {
     let pattern: [UInt8]
     let content: [UInt8]
     func normalize(_ text: inout [UInt8]) { text = replaceAll(text, pattern, content) }
+    var canonicalSteps: [String] { ["replace \(hexBytes(pattern)) \(hexBytes(content))"] }
 }
 
 /// Unicode normalization forms (Qwen2's tokenizer.json asks for NFC). ASCII text is already in every form.
 struct UnicodeFormNormalizer: Normalizer {
-    enum Form: Sendable { case nfc, nfd, nfkc, nfkd }
+    enum Form: String, Sendable { case nfc, nfd, nfkc, nfkd }
     let form: Form
+    var canonicalSteps: [String] { [form.rawValue] }
     func normalize(_ text: inout [UInt8]) {
         if !text.contains(where: { $0 >= 0x80 }) { return }
         let s = String(decoding: text, as: UTF8.self)
@@ -63,6 +77,7 @@ struct UnicodeFormNormalizer: Normalizer {
 }
 
 struct LowercaseNormalizer: Normalizer {
+    var canonicalSteps: [String] { ["lowercase"] }
     func normalize(_ text: inout [UInt8]) { text = Array(String(decoding: text, as: UTF8.self).lowercased().utf8) }
 }
 
@@ -90,6 +105,7 @@ struct SequencePreTokenizer: PreTokenizer {
     let steps: [any PreTokenizer]
     var rewrites: Bool { steps.contains { $0.rewrites } }
     func rewrite(_ text: inout [UInt8], first: Bool) { for s in steps where s.rewrites { s.rewrite(&text, first: first) } }
+    var canonicalSteps: [String] { steps.flatMap(\.canonicalSteps) }
     func split(_ b: UnsafePointer<UInt8>, _ range: Range<Int>, _ sc: ScalarBuffer, into out: inout [Range<Int>]) {
         var current = [range]
         var nextPieces = [Range<Int>]()
@@ -107,6 +123,7 @@ struct PatternPreTokenizer: PreTokenizer {
     let pattern: SplitPattern
     var rewrites: Bool { false }
     func rewrite(_ text: inout [UInt8], first: Bool) {}
+    var canonicalSteps: [String] { ["split \(pattern)"] }
     func split(_ b: UnsafePointer<UInt8>, _ range: Range<Int>, _ sc: ScalarBuffer, into out: inout [Range<Int>]) {
         pattern.split(b, range.lowerBound, range.upperBound, sc, into: &out)
     }
@@ -120,6 +137,11 @@ struct ByteLevelPreTokenizer: PreTokenizer {
     var rewrites: Bool { addPrefixSpace }
     func rewrite(_ text: inout [UInt8], first: Bool) {
         if addPrefixSpace && text.first != 0x20 { text.insert(0x20, at: 0) }
+    }
+    /// Without the prefix blank this is exactly the GPT-2 split (the byte mapping is the model's), so it reads the
+    /// same as a GGUF `gpt2` tokenizer's split.
+    var canonicalSteps: [String] {
+        (addPrefixSpace ? ["bytelevel-prefix-space"] : []) + (useRegex ? ["split \(SplitPattern.gpt2)"] : [])
     }
     func split(_ b: UnsafePointer<UInt8>, _ range: Range<Int>, _ sc: ScalarBuffer, into out: inout [Range<Int>]) {
         if useRegex { SplitPattern.gpt2.split(b, range.lowerBound, range.upperBound, sc, into: &out) } else {
@@ -136,6 +158,7 @@ struct MetaspacePreTokenizer: PreTokenizer {
     let scheme: Scheme
     let splitWords: Bool
     var rewrites: Bool { true }
+    var canonicalSteps: [String] { ["metaspace \(hexBytes(replacement)) \(scheme) split=\(splitWords)"] }
     func rewrite(_ text: inout [UInt8], first: Bool) {
         text = replaceAll(text, [0x20], replacement)
         let prepend = scheme == .always || (scheme == .first && first)
@@ -163,9 +186,11 @@ struct MetaspacePreTokenizer: PreTokenizer {
 struct SequenceDecoder: Decoder {
     let steps: [any Decoder]
     func decodeChain(_ tokens: [String]) -> [String] { steps.reduce(tokens) { $1.decodeChain($0) } }
+    var canonicalSteps: [String] { steps.flatMap(\.canonicalSteps) }
 }
 
 struct ByteLevelDecoder: Decoder {
+    var canonicalSteps: [String] { ["bytelevel"] }
     func decodeChain(_ tokens: [String]) -> [String] {
         var bytes = [UInt8]()
         for t in tokens { ByteLevel.unmapLenient(t, into: &bytes) }
@@ -176,6 +201,7 @@ struct ByteLevelDecoder: Decoder {
 struct ReplaceDecoder: Decoder {
     let pattern: String
     let content: String
+    var canonicalSteps: [String] { ["replace \(hexBytes(pattern.tokenBytes)) \(hexBytes(content.tokenBytes))"] }
     func decodeChain(_ tokens: [String]) -> [String] {
         tokens.map { String(decoding: replaceAll(Array($0.utf8), Array(pattern.utf8), Array(content.utf8)), as: UTF8.self) }
     }
@@ -183,6 +209,7 @@ struct ReplaceDecoder: Decoder {
 
 /// `<0xNN>` tokens back to bytes; a run that is not valid UTF-8 gives one U+FFFD per byte, as `tokenizers` does.
 struct ByteFallbackDecoder: Decoder {
+    var canonicalSteps: [String] { ["bytefallback"] }
     func decodeChain(_ tokens: [String]) -> [String] {
         var out = [String]()
         var pending = [UInt8]()
@@ -209,6 +236,7 @@ struct ByteFallbackDecoder: Decoder {
 }
 
 struct FuseDecoder: Decoder {
+    var canonicalSteps: [String] { ["fuse"] }
     func decodeChain(_ tokens: [String]) -> [String] { [tokens.joined()] }
 }
 
@@ -217,6 +245,7 @@ struct StripDecoder: Decoder {
     let content: Character
     let start: Int
     let stop: Int
+    var canonicalSteps: [String] { ["strip \(hexBytes(String(content).tokenBytes)) \(start) \(stop)"] }
     func decodeChain(_ tokens: [String]) -> [String] {
         tokens.map { t in
             var chars = Array(t)
@@ -234,9 +263,11 @@ struct StripDecoder: Decoder {
 struct MetaspaceDecoder: Decoder {
     let replacement: String
     let stripFirst: Bool
+    var canonicalSteps: [String] { ["metaspace \(hexBytes(replacement.tokenBytes)) strip-first=\(stripFirst)"] }
     func decodeChain(_ tokens: [String]) -> [String] {
         tokens.enumerated().map { i, t in
-            var s = t.replacingOccurrences(of: replacement, with: " ")
+            // Bytewise: Foundation's search compares composed character sequences, not code points.
+            var s = String(decoding: replaceAll(t.tokenBytes, replacement.tokenBytes, [0x20]), as: UTF8.self)
             if i == 0 && stripFirst && s.hasPrefix(" ") { s.removeFirst() }
             return s
         }

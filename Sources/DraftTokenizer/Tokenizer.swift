@@ -12,15 +12,25 @@ public protocol Tokenizer: Sendable {
     var eosTokenID: Int32 { get }
     /// The beginning-of-sequence id, when the vocabulary has one.
     var bosTokenID: Int32? { get }
-    /// A stable identity for the vocabulary (hex SHA-256 of the file it was loaded from, or a fixed name for
-    /// built-in tokenizers). Shards and checkpoints record it so data and models from different vocabularies never mix.
+    /// A stable identity for the tokenizer: hex SHA-256 of its content (``TokenizerFingerprint``: vocabulary, merges,
+    /// special ids, pipeline; not the file's bytes), or a fixed name for built-in tokenizers. Shards and checkpoints
+    /// record it so data and models from different tokenizers never mix.
     var fingerprint: String { get }
+
+    /// Whether a fingerprint recorded in a shard or checkpoint stands for this tokenizer: its own, or (file-based
+    /// tokenizers) the whole-file SHA-256 that SwiftDraft recorded before content fingerprints.
+    func recognizes(fingerprint: String) -> Bool
 
     func encode(_ text: String) -> [Int32]
     func decode(_ ids: [Int32]) -> String
 }
 
-/// A tokenizer file that cannot be used: the message names the file and what was expected.
+extension Tokenizer {
+    public func recognizes(fingerprint recorded: String) -> Bool { recorded == fingerprint }
+}
+
+/// A tokenizer file that cannot be used: the message names the file and what was expected. Bad input: the command
+/// line exits 2 on it.
 public struct TokenizerError: BadInputError, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }

@@ -53,6 +53,8 @@ public final class Trainer {
     public let optimizer: AdamW
     public let loader: MixtureLoader
     public let tokenizerFingerprint: String
+    /// Whether a recorded fingerprint is this run's tokenizer (also the whole-file hash older checkpoints hold).
+    let recognizesTokenizer: (String) -> Bool
     let schedule: LearningRateSchedule
     let runDirectory: URL
     let store: CheckpointStore
@@ -83,11 +85,12 @@ public final class Trainer {
             throw ConfigError("model.vocab_size: \(config.model.vocabSize) is smaller than the tokenizer's \(tokenizer.vocabSize) ids (\(config.tokenizer))")
         }
         tokenizerFingerprint = tokenizer.fingerprint
+        recognizesTokenizer = { tokenizer.recognizes(fingerprint: $0) }
         let sources = try config.data.sources.keys.sorted().map { name in
             try DataSource(name: name, path: config.data.sources[name]!.path)
         }
         for source in sources {
-            try source.validate(tokenizerFingerprint: tokenizer.fingerprint, modelVocab: config.model.vocabSize,
+            try source.validate(tokenizer: tokenizer, modelVocab: config.model.vocabSize,
                                 seqLen: config.data.seqLen)
         }
         loader = try MixtureLoader(sources: sources,

@@ -55,7 +55,7 @@ extension Trainer {
         let reader = try CheckpointReader(url: url)
         // Checked before any tensor is read: a different vocabulary makes every other check moot.
         let fingerprint = try reader.string(CheckpointCodec.Key.tokenizerFingerprint)
-        guard fingerprint == tokenizerFingerprint else {
+        guard recognizesTokenizer(fingerprint) else {
             throw CheckpointError(path: url.path, reason: "tokenizer_sha256 is \(fingerprint), the config's tokenizer is \(tokenizerFingerprint)")
         }
         let state = try CheckpointCodec.decode(reader, expecting: model.layout)

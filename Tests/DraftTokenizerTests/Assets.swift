@@ -44,10 +44,35 @@ enum Assets {
 
     static func sha256(_ data: Data) -> String { data.withUnsafeBytes { SHA256.hex($0) } }
 
-    /// python3 with `tokenizers`, when this machine has it (for live references and diagnostics).
-    static let pythonTokenizers: Bool = {
-        run(["python3", "-c", "import tokenizers"]) != nil
+    /// The python the live comparisons run: `$SWIFTDRAFT_PYTHON` (launch/test.sh exports the venv that
+    /// scripts/python-env.sh makes), else that venv if it exists, else python3.
+    static let python: String = {
+        if let p = ProcessInfo.processInfo.environment["SWIFTDRAFT_PYTHON"], !p.isEmpty { return p }
+        let venv = cache.appendingPathComponent("venv/bin/python").path
+        return FileManager.default.isExecutableFile(atPath: venv) ? venv : "python3"
     }()
+
+    /// Whether `python` has `tokenizers` (for live references and diagnostics).
+    static let pythonTokenizers: Bool = {
+        run([python, "-c", "import tokenizers"]) != nil
+    }()
+
+    /// Throws unless `python` can import every module: a failure when the test command promised them
+    /// (SWIFTDRAFT_PYTHON set), a skip naming the fix when run by hand without the venv.
+    static func requirePython(_ modules: String...) throws {
+        if run([python, "-c", "import " + modules.joined(separator: ", ")]) != nil { return }
+        let promised = !(ProcessInfo.processInfo.environment["SWIFTDRAFT_PYTHON"] ?? "").isEmpty
+        let message = "\(python) cannot import \(modules.joined(separator: ", ")) (make the venv with scripts/python-env.sh)"
+        if promised { throw ToolMissing(message: message) }
+        throw XCTSkip(message)
+    }
+
+    static func requireTokenizers() throws { try requirePython("tokenizers") }
+
+    struct ToolMissing: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
 
     @discardableResult
     static func run(_ args: [String]) -> String? {

@@ -39,7 +39,7 @@ final class CorpusParityTests: XCTestCase {
             let list = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdraft-parity-\(UUID()).txt")
             defer { try? FileManager.default.removeItem(at: list) }
             try changed.map { String($0.0) }.joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
-            if let out = Assets.run(["python3", Assets.repo.appendingPathComponent("scripts/reference/reference_ids.py").path,
+            if let out = Assets.run([Assets.python, Assets.repo.appendingPathComponent("scripts/reference/reference_ids.py").path,
                                      "--tokenizer", tokenizerJSON.path, "--list", list.path, "--out", "-"]) {
                 for (line, c) in zip(out.split(separator: "\n"), changed) {
                     let f = line.split(separator: "\t")
@@ -96,7 +96,7 @@ final class CorpusParityTests: XCTestCase {
         let dump = dir.appendingPathComponent("swiftdraft-diag-\(UUID()).bin")
         defer { try? FileManager.default.removeItem(at: list); try? FileManager.default.removeItem(at: dump) }
         guard (try? String(r.name).write(to: list, atomically: true, encoding: .utf8)) != nil,
-              Assets.run(["python3", Assets.repo.appendingPathComponent("scripts/reference/reference_ids.py").path,
+              Assets.run([Assets.python, Assets.repo.appendingPathComponent("scripts/reference/reference_ids.py").path,
                           "--tokenizer", referenceJSON.path, "--list", list.path, "--out", "-", "--dump", dump.path]) != nil,
               let data = try? Data(contentsOf: dump) else { return }
         let want = data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }

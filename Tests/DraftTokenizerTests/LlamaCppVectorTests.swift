@@ -57,12 +57,12 @@ final class LlamaCppVectorTests: XCTestCase {
     func testMetaspaceAgainstTokenizersLive() throws {
         let (gguf, cases) = try Self.vectors("phi-3")
         let json = try Assets.require("tokenizers/phi-3/tokenizer.json")
-        guard Assets.pythonTokenizers else { throw XCTSkip("python3 with tokenizers needed for the live reference") }
+        try Assets.requireTokenizers()
         for scheme in ["always", "first", "never"] {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdraft-metaspace-\(UUID())")
             defer { try? FileManager.default.removeItem(at: dir) }
             let script = Assets.repo.appendingPathComponent("scripts/reference/metaspace_variant.py").path
-            guard Assets.run(["python3", script, json.path, gguf.path + ".inp", scheme, dir.path]) != nil else {
+            guard Assets.run([Assets.python, script, json.path, gguf.path + ".inp", scheme, dir.path]) != nil else {
                 return XCTFail("\(script) failed")
             }
             let tok = try loadTokenizer(dir.appendingPathComponent("tokenizer.json").path)

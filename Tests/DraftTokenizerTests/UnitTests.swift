@@ -35,11 +35,28 @@ final class UnitTests: XCTestCase {
         XCTAssertEqual(tok.encode("<|endoftext|>"), [0])  // added tokens are matched in the text, as tokenizers does
     }
 
-    func testFingerprintIsFileSHA256() throws {
-        let url = try Assets.require("vocab/ggml-vocab-gpt-2.gguf")
-        let tok = try loadTokenizer(url.path)
-        XCTAssertEqual(tok.fingerprint, Assets.sha256(try Data(contentsOf: url)))
+    /// SmolLM2 has no symbol for 21 bytes (0x04, 0x06, 0xC0, ...): `tokenizers` (no unk_token) and llama.cpp drop
+    /// them; the GGUF path must not emit tokenizer.ggml.unknown_token_id (0, `<|endoftext|>`) for them.
+    func testBytesWithoutSymbolAreDropped() throws {
+        let json = try loadTokenizer(try Assets.require("tokenizers/smollm2/tokenizer.json").path)
+        let gguf = try loadTokenizer(try Assets.require("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").path)
+        let text = "a\u{4}b\u{6}\u{14}c"
+        try Assets.requireTokenizers()
+        let live = try XCTUnwrap(Assets.run([Assets.python, "-c", """
+            import sys
+            from tokenizers import Tokenizer
+            print(*Tokenizer.from_file(sys.argv[1]).encode(sys.argv[2], add_special_tokens=False).ids)
+            """, try Assets.require("tokenizers/smollm2/tokenizer.json").path, text]))
+        let want = live.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        XCTAssertFalse(want.contains(0))
+        XCTAssertEqual(json.encode(text), want)
+        XCTAssertEqual(gguf.encode(text), want)
+    }
+
+    func testGPT2VocabularyFacts() throws {
+        let tok = try loadTokenizer(try Assets.require("vocab/ggml-vocab-gpt-2.gguf").path)
         XCTAssertEqual(tok.vocabSize, 50257)
         XCTAssertEqual(tok.eosTokenID, 50256)
+        XCTAssertEqual(tok.fingerprint.count, 64, "fits the 64-byte fingerprint field of a shard header")
     }
 }
