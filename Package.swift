@@ -2,9 +2,31 @@
 // SwiftDraft: a data-parallel trainer for speculative-decoding draft models.
 // One module per layer: C shims -> errors, formats -> device & kernels -> model, tokenizer -> data -> distributed ->
 // checkpoint -> inference -> training -> CLI.
+import Foundation
 import PackageDescription
 
 let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+// The quantized decode kernels need AVX2/FMA/F16C (better AVX-512) to be worth running: baseline x86-64 (SSE2)
+// widens nibbles and halves through library calls. Swift has no `-march=native`, so the manifest picks the host's
+// level from /proc/cpuinfo (override: SWIFTDRAFT_TARGET_CPU, "generic" for none). A release build then runs only on
+// machines with the features of the one that built it, as llama.cpp's GGML_NATIVE builds do.
+let hostTargetCPU: String? = {
+    if let forced = ProcessInfo.processInfo.environment["SWIFTDRAFT_TARGET_CPU"] {
+        return forced == "generic" ? nil : forced
+    }
+    #if arch(x86_64) && os(Linux)
+    guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+    let flags = Set(flagsLine.split(separator: " ").map(String.init))
+    if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq", "f16c", "fma"]) { return "skylake-avx512" }
+    if flags.isSuperset(of: ["avx2", "fma", "f16c"]) { return "haswell" }
+    #endif
+    return nil
+}()
+let deviceOptimised: [SwiftSetting] = optimised + (hostTargetCPU.map {
+    [.unsafeFlags(["-Xfrontend", "-target-cpu", "-Xfrontend", $0], .when(configuration: .release))]
+} ?? [])
 
 let package = Package(
     name: "SwiftDraft",
@@ -32,7 +54,7 @@ let package = Package(
         // File formats: GGUF, safetensors, ggml's quantized block types.
         .target(name: "DraftFormats", dependencies: ["DraftErrors"]),
         .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI", "DraftFormats", "DraftErrors"],
-                swiftSettings: optimised),
+                swiftSettings: deviceOptimised),
         .target(name: "DraftModel", dependencies: ["DraftDevice", "DraftFormats", "DraftErrors"], swiftSettings: optimised),
         .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors"], swiftSettings: optimised),
         .target(name: "DraftData", dependencies: ["DraftTokenizer", "DraftErrors"], swiftSettings: optimised),
@@ -52,7 +74,7 @@ let package = Package(
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
         .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
-        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats"]),
+        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "HPUPluginABI"]),
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),

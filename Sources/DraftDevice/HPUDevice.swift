@@ -259,9 +259,10 @@ public final class HPUDevice: Device {
 
     // MARK: Plumbing
 
-    /// Launches `guid` with `params` (one of the header's params structs) on the device's stream.
+    /// Launches `guid` with `params` (one of the header's params structs) on the device's stream. Internal, not
+    /// private: the decode kernels (`HPUDecodeKernels.swift`) launch through it too.
     @inline(__always)
-    private func launch<P>(_ guid: String, _ params: P, _ tensors: UInt64...) throws {
+    func launch<P>(_ guid: String, _ params: P, _ tensors: UInt64...) throws {
         var params = params
         let status = tensors.withUnsafeBufferPointer { tensorBuffer in
             withUnsafePointer(to: &params) { paramsPointer in

@@ -109,6 +109,13 @@ public final class HPUPlugin {
 
     static func versionString(_ version: UInt32) -> String { "\(version >> 16).\(version & 0xFFFF)" }
 
+    /// The ABI version that brought the decode kernels (rotary at positions, KV cache, attention over it, bias):
+    /// what inference needs, whatever MINOR this host was built with.
+    public static let inferenceABIVersion = UInt32(HPU_PLUGIN_ABI_MAJOR << 16 | HPU_PLUGIN_ABI_MINOR_DECODE)
+
+    /// Whether the plugin has the decode kernels. Its MAJOR is this host's (checked at load), so the MINOR decides.
+    public var implementsDecodeKernels: Bool { abiVersion & 0xFFFF >= Self.inferenceABIVersion & 0xFFFF }
+
     // MARK: Lifetime
 
     /// Initialises the plugin if this is its first open device.

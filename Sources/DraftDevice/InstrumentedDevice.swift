@@ -193,3 +193,55 @@ extension Device {
     /// own facts (host-addressable memory, an HPU module, transfer counters) ask this, so `--debug` changes nothing.
     public var underlying: any Device { (self as? InstrumentedDevice)?.base.underlying ?? self }
 }
+
+// MARK: Decode kernels (inference)
+
+extension InstrumentedDevice {
+    public func rotaryEmbedding(x: DevicePointer<Float>, positions: DevicePointer<Int32>, cos: DevicePointer<Float>,
+                                sin: DevicePointer<Float>, rows: Int, heads: Int, headDim: Int,
+                                maxPositions: Int) throws {
+        try run("rope_at_positions") {
+            try base.rotaryEmbedding(x: x, positions: positions, cos: cos, sin: sin, rows: rows, heads: heads,
+                                     headDim: headDim, maxPositions: maxPositions)
+        }
+        try check("rope_at_positions", "x", x, rows: rows, cols: heads * headDim)
+    }
+    public func kvCacheWrite(rows: DevicePointer<Float>, cache: DevicePointer<Float>, slots: DevicePointer<Int32>,
+                             positions: DevicePointer<Int32>, count: Int, width: Int, capacity: Int,
+                             slotCount: Int) throws {
+        // The source rows were checked by the kernel that wrote them; the cache holds nothing else new.
+        try run("kv_cache_write") {
+            try base.kvCacheWrite(rows: rows, cache: cache, slots: slots, positions: positions, count: count,
+                                  width: width, capacity: capacity, slotCount: slotCount)
+        }
+    }
+    public func attentionOverCache(q: DevicePointer<Float>, kCache: DevicePointer<Float>, vCache: DevicePointer<Float>,
+                                   out: DevicePointer<Float>, slots: DevicePointer<Int32>,
+                                   positions: DevicePointer<Int32>, rows: Int, heads: Int, kvHeads: Int,
+                                   headDim: Int, capacity: Int, slotCount: Int) throws {
+        try run("attention_over_cache") {
+            try base.attentionOverCache(q: q, kCache: kCache, vCache: vCache, out: out, slots: slots,
+                                        positions: positions, rows: rows, heads: heads, kvHeads: kvHeads,
+                                        headDim: headDim, capacity: capacity, slotCount: slotCount)
+        }
+        try check("attention_over_cache", "out", out, rows: rows, cols: heads * headDim)
+    }
+    public func addBias(x: DevicePointer<Float>, bias: DevicePointer<Float>, rows: Int, width: Int) throws {
+        try run("add_bias") { try base.addBias(x: x, bias: bias, rows: rows, width: width) }
+        try check("add_bias", "x", x, rows: rows, cols: width)
+    }
+    public func quantizedLinear(x: DevicePointer<Float>, weight: QuantizedMatrix, y: DevicePointer<Float>,
+                                m: Int) throws {
+        try run("qlinear \(weight.type.name) \(m)x\(weight.rows)x\(weight.columns)") {
+            try base.quantizedLinear(x: x, weight: weight, y: y, m: m)
+        }
+        try check("quantized_linear", "y", y, rows: m, cols: weight.rows)
+    }
+    public func quantizedEmbedding(tokens: DevicePointer<Int32>, table: QuantizedMatrix, out: DevicePointer<Float>,
+                                   count: Int) throws {
+        try run("qembedding \(table.type.name)") {
+            try base.quantizedEmbedding(tokens: tokens, table: table, out: out, count: count)
+        }
+        try check("quantized_embedding", "out", out, rows: count, cols: table.columns)
+    }
+}

@@ -16,6 +16,10 @@
  * HPU_STUB_THREADS for the kernels' worker pool (else SWIFTDRAFT_THREADS, else OPENBLAS_NUM_THREADS, else the
  * online cores: the same rule as the CPU backend, so both backends get the same parallelism under mpirun).
  * Module exclusivity is per process: separate processes each see all modules, as ranks on separate cards would.
+ *
+ * Test hook, read once by hpuGetPluginApi: HPU_STUB_ABI_MINOR=0 makes the library an ABI 1.0 plugin (its table says
+ * 1.0 and the 1.1 GUIDs are unknown), so a host's handling of an older plugin is testable without building one;
+ * HPU_STUB_ABI_MINOR=1 (or unset) is the current ABI, any other value makes hpuGetPluginApi refuse (return NULL).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -640,6 +644,23 @@ static synStatus stub_event_destroy(synEventHandle event) {
 /* Kernel launch                                                                                                  */
 /* ------------------------------------------------------------------------------------------------------------- */
 
+/* The ABI MINOR this library presents (HPU_STUB_ABI_MINOR, read once; -1 when malformed). */
+static pthread_once_t g_minor_once = PTHREAD_ONCE_INIT;
+static int g_served_minor = HPU_PLUGIN_ABI_MINOR;
+
+static void read_served_minor(void) {
+    const char* text = getenv("HPU_STUB_ABI_MINOR");
+    if (!text || !*text) return;
+    char* end = NULL;
+    long minor = strtol(text, &end, 10);
+    g_served_minor = *end == '\0' && (minor == 0 || minor == HPU_PLUGIN_ABI_MINOR) ? (int)minor : -1;
+}
+
+static int served_minor(void) {
+    pthread_once(&g_minor_once, read_served_minor);
+    return g_served_minor;
+}
+
 /* What a kernel's checker and runner see: the validated launch, and the host view of its tensors. */
 typedef struct Launch {
     const char* guid;
@@ -912,31 +933,100 @@ static synStatus run_adamw(Launch* l, const void* raw) {
     return synSuccess;
 }
 
+/* ---- Decode kernels (ABI 1.1) ---- */
+
+static synStatus run_rope_at_positions(Launch* l, const void* raw) {
+    const HpuRopeAtPositionsParams* p = raw;
+    uint64_t elements, table;
+    if (!extent3(p->rows, p->heads, p->headDim, &elements) || !extent3(p->maxPositions, p->headDim / 2, 1, &table)) {
+        return BAD_PARAMS(l, "rows, heads, headDim or maxPositions out of range");
+    }
+    if (p->headDim % 2 != 0) return BAD_PARAMS(l, "headDim must be even");
+    if (elements == 0) return synSuccess;
+    BIND(l, 0, elements, "x");
+    BIND(l, 1, (uint64_t)p->rows, "positions");
+    BIND(l, 2, table, "cos");
+    BIND(l, 3, table, "sin");
+    return hpu_rope_at_positions(l->host[0], l->host[1], l->host[2], l->host[3], p);
+}
+
+static synStatus run_kv_cache_write(Launch* l, const void* raw) {
+    const HpuKvCacheWriteParams* p = raw;
+    uint64_t rows_elements, slot_elements, cache_elements;
+    if (!extent3(p->count, p->width, 1, &rows_elements) || !extent3(p->capacity, p->width, 1, &slot_elements) ||
+        !extent3(p->slotCount, (int64_t)slot_elements, 1, &cache_elements)) {
+        return BAD_PARAMS(l, "count, width, capacity or slotCount out of range");
+    }
+    if (rows_elements == 0) return synSuccess;
+    BIND(l, 0, rows_elements, "rows");
+    BIND(l, 1, cache_elements, "cache");
+    BIND(l, 2, (uint64_t)p->count, "slots");
+    BIND(l, 3, (uint64_t)p->count, "positions");
+    return hpu_kv_cache_write(l->host[0], l->host[1], l->host[2], l->host[3], p);
+}
+
+static synStatus run_attention_over_cache(Launch* l, const void* raw) {
+    const HpuAttentionOverCacheParams* p = raw;
+    uint64_t q_elements, kv_row, cache_rows, cache_elements;
+    if (!extent3(p->rows, p->heads, p->headDim, &q_elements) || !extent3(p->kvHeads, p->headDim, 1, &kv_row) ||
+        !extent3(p->slotCount, p->capacity, 1, &cache_rows) ||
+        !extent3((int64_t)cache_rows, (int64_t)kv_row, 1, &cache_elements)) {
+        return BAD_PARAMS(l, "rows, heads, kvHeads, headDim, capacity or slotCount out of range");
+    }
+    if (p->kvHeads == 0 ? p->heads != 0 : p->heads % p->kvHeads != 0) {
+        return BAD_PARAMS(l, "heads must be a multiple of kvHeads");
+    }
+    if (q_elements == 0) return synSuccess;
+    BIND(l, 0, q_elements, "q");
+    BIND(l, 1, cache_elements, "kCache");
+    BIND(l, 2, cache_elements, "vCache");
+    BIND(l, 3, q_elements, "out");
+    BIND(l, 4, (uint64_t)p->rows, "slots");
+    BIND(l, 5, (uint64_t)p->rows, "positions");
+    return hpu_attention_over_cache(l->host[0], l->host[1], l->host[2], l->host[3], l->host[4], l->host[5], p);
+}
+
+static synStatus run_add_bias(Launch* l, const void* raw) {
+    const HpuAddBiasParams* p = raw;
+    uint64_t elements;
+    if (!extent3(p->rows, p->width, 1, &elements)) return BAD_PARAMS(l, "rows or width out of range");
+    if (elements == 0) return synSuccess;
+    BIND(l, 0, elements, "x");
+    BIND(l, 1, (uint64_t)p->width, "bias");
+    hpu_add_bias(l->host[0], l->host[1], p->rows, p->width);
+    return synSuccess;
+}
+
 typedef struct KernelEntry {
     const char* guid;
     size_t params_size;
     uint32_t tensors;
     synStatus (*run)(Launch* launch, const void* params);
+    uint32_t minor; /* the ABI MINOR that introduced the GUID */
 } KernelEntry;
 
 static const KernelEntry k_kernels[] = {
-    {HPU_GUID_FILL, sizeof(HpuFillParams), 1, run_fill},
-    {HPU_GUID_SCALE, sizeof(HpuScaleParams), 1, run_scale},
-    {HPU_GUID_AXPY, sizeof(HpuAxpyParams), 2, run_axpy},
-    {HPU_GUID_ADD, sizeof(HpuAddParams), 3, run_add},
-    {HPU_GUID_SUM_SQ, sizeof(HpuSumSqParams), 2, run_sum_sq},
-    {HPU_GUID_GEMM, sizeof(HpuGemmParams), 3, run_gemm},
-    {HPU_GUID_EMBEDDING_FWD, sizeof(HpuEmbeddingParams), 3, run_embedding_fwd},
-    {HPU_GUID_EMBEDDING_BWD, sizeof(HpuEmbeddingParams), 3, run_embedding_bwd},
-    {HPU_GUID_RMS_NORM_FWD, sizeof(HpuRmsNormFwdParams), 4, run_rms_norm_fwd},
-    {HPU_GUID_RMS_NORM_BWD, sizeof(HpuRmsNormBwdParams), 6, run_rms_norm_bwd},
-    {HPU_GUID_ROPE, sizeof(HpuRopeParams), 3, run_rope},
-    {HPU_GUID_ATTENTION_FWD, sizeof(HpuAttentionParams), 5, run_attention_fwd},
-    {HPU_GUID_ATTENTION_BWD, sizeof(HpuAttentionParams), 9, run_attention_bwd},
-    {HPU_GUID_SWIGLU_FWD, sizeof(HpuSwigluParams), 3, run_swiglu_fwd},
-    {HPU_GUID_SWIGLU_BWD, sizeof(HpuSwigluParams), 5, run_swiglu_bwd},
-    {HPU_GUID_CROSS_ENTROPY, sizeof(HpuCrossEntropyParams), 3, run_cross_entropy},
-    {HPU_GUID_ADAMW, sizeof(HpuAdamWParams), 4, run_adamw},
+    {HPU_GUID_FILL, sizeof(HpuFillParams), 1, run_fill, 0},
+    {HPU_GUID_SCALE, sizeof(HpuScaleParams), 1, run_scale, 0},
+    {HPU_GUID_AXPY, sizeof(HpuAxpyParams), 2, run_axpy, 0},
+    {HPU_GUID_ADD, sizeof(HpuAddParams), 3, run_add, 0},
+    {HPU_GUID_SUM_SQ, sizeof(HpuSumSqParams), 2, run_sum_sq, 0},
+    {HPU_GUID_GEMM, sizeof(HpuGemmParams), 3, run_gemm, 0},
+    {HPU_GUID_EMBEDDING_FWD, sizeof(HpuEmbeddingParams), 3, run_embedding_fwd, 0},
+    {HPU_GUID_EMBEDDING_BWD, sizeof(HpuEmbeddingParams), 3, run_embedding_bwd, 0},
+    {HPU_GUID_RMS_NORM_FWD, sizeof(HpuRmsNormFwdParams), 4, run_rms_norm_fwd, 0},
+    {HPU_GUID_RMS_NORM_BWD, sizeof(HpuRmsNormBwdParams), 6, run_rms_norm_bwd, 0},
+    {HPU_GUID_ROPE, sizeof(HpuRopeParams), 3, run_rope, 0},
+    {HPU_GUID_ATTENTION_FWD, sizeof(HpuAttentionParams), 5, run_attention_fwd, 0},
+    {HPU_GUID_ATTENTION_BWD, sizeof(HpuAttentionParams), 9, run_attention_bwd, 0},
+    {HPU_GUID_SWIGLU_FWD, sizeof(HpuSwigluParams), 3, run_swiglu_fwd, 0},
+    {HPU_GUID_SWIGLU_BWD, sizeof(HpuSwigluParams), 5, run_swiglu_bwd, 0},
+    {HPU_GUID_CROSS_ENTROPY, sizeof(HpuCrossEntropyParams), 3, run_cross_entropy, 0},
+    {HPU_GUID_ADAMW, sizeof(HpuAdamWParams), 4, run_adamw, 0},
+    {HPU_GUID_ROPE_AT_POSITIONS, sizeof(HpuRopeAtPositionsParams), 4, run_rope_at_positions, 1},
+    {HPU_GUID_KV_CACHE_WRITE, sizeof(HpuKvCacheWriteParams), 4, run_kv_cache_write, 1},
+    {HPU_GUID_ATTENTION_OVER_CACHE, sizeof(HpuAttentionOverCacheParams), 6, run_attention_over_cache, 1},
+    {HPU_GUID_ADD_BIAS, sizeof(HpuAddBiasParams), 2, run_add_bias, 1},
 };
 
 static synStatus stub_launch(synStreamHandle stream, const char* guid, const void* params, size_t params_size,
@@ -949,7 +1039,10 @@ static synStatus stub_launch(synStreamHandle stream, const char* guid, const voi
             break;
         }
     }
-    if (!kernel) return hpu_fail(synUnsupported, "synLaunchKernel: unknown kernel GUID \"%.64s\"", guid);
+    if (!kernel || kernel->minor > (uint32_t)served_minor()) {
+        return hpu_fail(synUnsupported, "synLaunchKernel: unknown kernel GUID \"%.64s\" (this plugin serves ABI %d.%d)",
+                        guid, HPU_PLUGIN_ABI_MAJOR, served_minor());
+    }
     if (!params || params_size != kernel->params_size) {
         return hpu_fail(synInvalidArgument, "%s: params must be %zu bytes, got %zu%s", kernel->guid,
                         kernel->params_size, params_size, params ? "" : " (null)");
@@ -972,35 +1065,51 @@ static synStatus stub_launch(synStreamHandle stream, const char* guid, const voi
 /* Entry point                                                                                                    */
 /* ------------------------------------------------------------------------------------------------------------- */
 
+#define STUB_API_FUNCTIONS \
+    .synInitialize = stub_initialize, \
+    .synDestroy = stub_destroy, \
+    .synStatusGetBriefDescription = stub_status_description, \
+    .hpuGetLastErrorDetail = stub_last_error_detail, \
+    .synDeviceGetCount = stub_device_count, \
+    .synDeviceAcquireByModuleId = stub_device_acquire, \
+    .synDeviceRelease = stub_device_release, \
+    .synDeviceGetMemoryInfo = stub_memory_info, \
+    .synDeviceMalloc = stub_malloc, \
+    .synDeviceFree = stub_free, \
+    .synStreamCreateGeneric = stub_stream_create, \
+    .synStreamDestroy = stub_stream_destroy, \
+    .synStreamSynchronize = stub_stream_synchronize, \
+    .synMemCopyAsync = stub_copy, \
+    .synEventCreate = stub_event_create, \
+    .synEventRecord = stub_event_record, \
+    .synEventSynchronize = stub_event_synchronize, \
+    .synEventElapsedTime = stub_event_elapsed, \
+    .synEventDestroy = stub_event_destroy, \
+    .synLaunchKernel = stub_launch,
+
 static const HpuPluginApi k_api = {
     .struct_size = HPU_PLUGIN_API_STRUCT_SIZE_CURRENT,
     .abi_version = HPU_PLUGIN_ABI_VERSION,
     .reserved = 0,
-    .synInitialize = stub_initialize,
-    .synDestroy = stub_destroy,
-    .synStatusGetBriefDescription = stub_status_description,
-    .hpuGetLastErrorDetail = stub_last_error_detail,
-    .synDeviceGetCount = stub_device_count,
-    .synDeviceAcquireByModuleId = stub_device_acquire,
-    .synDeviceRelease = stub_device_release,
-    .synDeviceGetMemoryInfo = stub_memory_info,
-    .synDeviceMalloc = stub_malloc,
-    .synDeviceFree = stub_free,
-    .synStreamCreateGeneric = stub_stream_create,
-    .synStreamDestroy = stub_stream_destroy,
-    .synStreamSynchronize = stub_stream_synchronize,
-    .synMemCopyAsync = stub_copy,
-    .synEventCreate = stub_event_create,
-    .synEventRecord = stub_event_record,
-    .synEventSynchronize = stub_event_synchronize,
-    .synEventElapsedTime = stub_event_elapsed,
-    .synEventDestroy = stub_event_destroy,
-    .synLaunchKernel = stub_launch,
+    STUB_API_FUNCTIONS
 };
 
-_Static_assert(sizeof(HpuGemmParams) <= 64 && sizeof(HpuAdamWParams) <= 64, "launch keeps params in 64 bytes");
+/* What HPU_STUB_ABI_MINOR=0 serves: the same functions, presented as 1.0 (whose table has the same size). */
+static const HpuPluginApi k_api_1_0 = {
+    .struct_size = HPU_PLUGIN_API_STRUCT_SIZE_1_0,
+    .abi_version = (HPU_PLUGIN_ABI_MAJOR << 16) | 0,
+    .reserved = 0,
+    STUB_API_FUNCTIONS
+};
+
+_Static_assert(sizeof(HpuGemmParams) <= 64 && sizeof(HpuAdamWParams) <= 64 &&
+                   sizeof(HpuAttentionOverCacheParams) <= 64, "launch keeps params in 64 bytes");
 
 __attribute__((visibility("default"))) const HpuPluginApi* hpuGetPluginApi(uint32_t abi_version) {
     if (HPU_PLUGIN_ABI_VERSION_MAJOR(abi_version) != HPU_PLUGIN_ABI_MAJOR) return NULL;
-    return &k_api;
+    switch (served_minor()) {
+    case 0: return &k_api_1_0;
+    case HPU_PLUGIN_ABI_MINOR: return &k_api;
+    default: return NULL;
+    }
 }

@@ -51,6 +51,17 @@ synStatus hpu_cross_entropy(float* logits, const int32_t* targets, float* losses
                             float lossScale);
 void hpu_adamw(float* params, const float* grads, float* m, float* v, const HpuAdamWParams* p);
 
+/* ---- Decode kernels (decode_kernels.c, ABI 1.1) ----
+ * Tensors validated as above; the index tensors' values are checked here, before anything is written. */
+synStatus hpu_rope_at_positions(float* x, const int32_t* positions, const float* cosTable, const float* sinTable,
+                                const HpuRopeAtPositionsParams* p);
+synStatus hpu_kv_cache_write(const float* rows, float* cache, const int32_t* slots, const int32_t* positions,
+                             const HpuKvCacheWriteParams* p);
+synStatus hpu_attention_over_cache(const float* q, const float* kCache, const float* vCache, float* out,
+                                   const int32_t* slots, const int32_t* positions,
+                                   const HpuAttentionOverCacheParams* p);
+void hpu_add_bias(float* x, const float* bias, int64_t rows, int64_t width);
+
 /* ---- Errors (stub.c) ----
  * Records the thread-local detail returned by hpuGetLastErrorDetail and returns `status`. */
 synStatus hpu_fail(synStatus status, const char* format, ...) __attribute__((format(printf, 2, 3)));

@@ -50,9 +50,17 @@ extern "C" {
  *   any n, using only the fields that fit in the plugin's struct_size.
  * - MAJOR bumps for anything that breaks a compiled peer: a field removed, reordered or retyped, a changed params
  *   struct layout, a changed kernel semantic (for example overwrite vs accumulate), a renumbered status.
+ *
+ * History
+ * - 1.0: the training kernels.
+ * - 1.1: the decode kernels (rotary at positions, KV-cache write, attention over the cache, bias): four new GUIDs.
+ *   HpuPluginApi did not grow (kernels are launched by GUID), so its struct_size is still 1.0's; a host tells a 1.0
+ *   plugin by abi_version alone and must not launch a 1.1 GUID on it (a 1.0 plugin answers synUnsupported).
  * ------------------------------------------------------------------------------------------------------------- */
 #define HPU_PLUGIN_ABI_MAJOR 1
-#define HPU_PLUGIN_ABI_MINOR 0
+#define HPU_PLUGIN_ABI_MINOR 1
+/* The first MINOR with the decode kernels: what inference needs of a plugin, whatever MINOR the host has. */
+#define HPU_PLUGIN_ABI_MINOR_DECODE 1
 #define HPU_PLUGIN_ABI_VERSION ((HPU_PLUGIN_ABI_MAJOR << 16) | HPU_PLUGIN_ABI_MINOR)
 #define HPU_PLUGIN_ABI_VERSION_MAJOR(version) (((uint32_t)(version)) >> 16)
 #define HPU_PLUGIN_ABI_VERSION_MINOR(version) (((uint32_t)(version)) & 0xFFFFu)
@@ -265,6 +273,52 @@ typedef struct HpuAdamWParams {
 } HpuAdamWParams;
 
 /* ---------------------------------------------------------------------------------------------------------------
+ * Decode kernels (since ABI 1.1)
+ *
+ * Inference: new rows (one per sequence and token) at their own positions, and a KV cache. A KV cache tensor is
+ * (slotCount, capacity, width) with width = kvHeads * headDim: slot s holds one sequence, position p its p-th token.
+ * Index tensors (slots, positions) are i32 device arrays like every other tensor (extent and alignment checked at
+ * launch); their *values* are checked against the params before anything is written: a value out of range is
+ * synKernelFailed (the detail names the tensor, the row and the value) and the kernel writes nothing. An output
+ * must not overlap an input of the same launch unless the kernel says so (the result is then unspecified, never a
+ * crash).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* Rotary embedding in place, half-split pairs (i, i + headDim/2), as HPU_GUID_ROPE (forward angle) but row r at
+ * position positions[r] instead of its index in a sequence: x[r, h, :] uses row positions[r] of the tables.
+ * Validated: headDim even; every 0 <= positions[r] < maxPositions.
+ * Tensors: x (rows * heads * headDim, read and overwritten), positions (i32, rows),
+ *   cos (maxPositions * headDim/2), sin (maxPositions * headDim/2). */
+#define HPU_GUID_ROPE_AT_POSITIONS "rope_at_positions_f32"
+typedef struct HpuRopeAtPositionsParams { int64_t rows, heads, headDim, maxPositions; } HpuRopeAtPositionsParams;
+
+/* cache[slots[r], positions[r], :] = rows[r, :] for r in 0..<count, overwrite, in row order (a repeated
+ * (slot, position) keeps the last row); every other cache entry is left as it was.
+ * Validated: every 0 <= slots[r] < slotCount and 0 <= positions[r] < capacity.
+ * Tensors: rows (count * width, read), cache (slotCount * capacity * width, written), slots (i32, count),
+ *   positions (i32, count). */
+#define HPU_GUID_KV_CACHE_WRITE "kv_cache_write_f32"
+typedef struct HpuKvCacheWriteParams { int64_t count, width, capacity, slotCount; } HpuKvCacheWriteParams;
+
+/* Causal attention of query rows over a KV cache, scale 1/sqrt(headDim), grouped KV heads (query head h reads KV
+ * head h / (heads / kvHeads)): out[r, h, :] = softmax_t(scale * q[r, h, :] . k[s, t, kvh, :]) . v[s, t, kvh, :]
+ * over t in 0...positions[r], s = slots[r] (overwrite). The key and value at positions[r] itself must already be in
+ * the cache (the plugin cannot check contents).
+ * Validated: heads a multiple of kvHeads, kvHeads > 0 when heads > 0; every 0 <= slots[r] < slotCount and
+ * 0 <= positions[r] < capacity.
+ * Tensors: q (rows * heads * headDim, read), kCache, vCache (slotCount * capacity * kvHeads * headDim, read),
+ *   out (rows * heads * headDim, written; must not overlap q or the caches), slots (i32, rows),
+ *   positions (i32, rows). */
+#define HPU_GUID_ATTENTION_OVER_CACHE "attention_over_cache_f32"
+typedef struct HpuAttentionOverCacheParams {
+    int64_t rows, heads, kvHeads, headDim, capacity, slotCount;
+} HpuAttentionOverCacheParams;
+
+/* x[r, :] += bias[:] over rows of width. Tensors: x (rows * width, read and overwritten), bias (width, read). */
+#define HPU_GUID_ADD_BIAS "add_bias_f32"
+typedef struct HpuAddBiasParams { int64_t rows, width; } HpuAddBiasParams;
+
+/* ---------------------------------------------------------------------------------------------------------------
  * The API table
  *
  * Returned by hpuGetPluginApi; owned by the plugin, valid (and immutable) until the library is unloaded. It only
@@ -276,7 +330,7 @@ typedef struct HpuPluginApi {
     uint32_t abi_version;
     uint32_t reserved; /* 0; keeps the function pointers 8-byte aligned explicitly */
 
-    /* ABI 1.0 */
+    /* ABI 1.0 (1.1 added no function: its additions are kernel GUIDs) */
     synInitialize_fn synInitialize;
     synDestroy_fn synDestroy;
     synStatusGetBriefDescription_fn synStatusGetBriefDescription;
@@ -301,7 +355,8 @@ typedef struct HpuPluginApi {
 
 #define HPU_PLUGIN_API_STRUCT_SIZE(last_field) \
     (offsetof(HpuPluginApi, last_field) + sizeof(((HpuPluginApi*)0)->last_field))
-/* What a 1.0 host needs. A later MINOR redefines HPU_PLUGIN_API_STRUCT_SIZE_CURRENT with its own last field. */
+/* What a 1.0 host needs. A later MINOR that appends a function redefines HPU_PLUGIN_API_STRUCT_SIZE_CURRENT with its
+ * own last field; 1.1 appended none, so its table is 1.0's. */
 #define HPU_PLUGIN_API_STRUCT_SIZE_1_0 HPU_PLUGIN_API_STRUCT_SIZE(synLaunchKernel)
 #define HPU_PLUGIN_API_STRUCT_SIZE_CURRENT HPU_PLUGIN_API_STRUCT_SIZE_1_0
 
@@ -338,6 +393,11 @@ HPU_STATIC_ASSERT(sizeof(HpuAttentionParams) == 40, "HpuAttentionParams layout")
 HPU_STATIC_ASSERT(sizeof(HpuSwigluParams) == 8, "HpuSwigluParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuCrossEntropyParams) == 24, "HpuCrossEntropyParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuAdamWParams) == 40, "HpuAdamWParams layout");
+HPU_STATIC_ASSERT(sizeof(HpuRopeAtPositionsParams) == 32, "HpuRopeAtPositionsParams layout");
+HPU_STATIC_ASSERT(sizeof(HpuKvCacheWriteParams) == 32, "HpuKvCacheWriteParams layout");
+HPU_STATIC_ASSERT(sizeof(HpuAttentionOverCacheParams) == 48, "HpuAttentionOverCacheParams layout");
+HPU_STATIC_ASSERT(sizeof(HpuAddBiasParams) == 16, "HpuAddBiasParams layout");
+HPU_STATIC_ASSERT(HPU_PLUGIN_API_STRUCT_SIZE_CURRENT == HPU_PLUGIN_API_STRUCT_SIZE_1_0, "1.1 appended no function");
 
 #ifdef __cplusplus
 }

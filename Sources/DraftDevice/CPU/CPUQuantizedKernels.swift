@@ -1,0 +1,157 @@
+import DraftFormats
+import Foundation
+
+/// Activation rows from which the products switch from fused dequantize-and-dot to fp32 panels and `sgemm`
+/// (measured with `scripts/bench-inference.sh`'s kernel sweep: see the README's figures).
+let quantizedPanelCrossover = 16
+
+/// Weight rows dequantized per fp32 panel of the large-m product: 64 rows of 1536 columns is 384 KB, inside a
+/// core's L2 next to the activations `sgemm` streams.
+let quantizedPanelRows = 64
+
+extension CPUDevice {
+    /// `y (m x rows) = x (m x columns) * weight^T`, the weight staying in its block type: small `m` decodes each
+    /// weight once per product into registers (fused kernels for Q4_0/Q4_1/Q8_0, a row at a time through L1 for the
+    /// others), large `m` dequantizes bounded panels of rows for `sgemm`.
+    public func quantizedLinear(x: DevicePointer<Float>, weight: QuantizedMatrix, y: DevicePointer<Float>,
+                                m: Int) throws {
+        try validate(weight, what: "quantized product")
+        guard m >= 0 else { throw DeviceError(.invalidArgument, "quantized product: m = \(m), expected >= 0") }
+        if m == 0 || weight.rows == 0 { return }
+        let x = UnsafePointer(host(x)), y = host(y)
+        if weight.columns == 0 {
+            for i in 0..<m { (y + i * weight.rows).update(repeating: 0, count: weight.rows) }
+            return
+        }
+        if m >= quantizedPanelCrossover && weight.type != .f32 {
+            panelProduct(x: x, weight: weight, y: y, m: m)
+        } else if weight.type == .f32 {
+            sgemm(false, true, m, weight.rows, weight.columns, 1, x, weight.columns,
+                  weight.data.assumingMemoryBound(to: Float.self), weight.columns, 0, y, weight.rows)
+        } else {
+            var start = 0
+            while start < m {
+                let count = min(4, m - start)
+                fusedProduct(x: x + start * weight.columns, weight: weight, y: y + start * weight.rows, m: count)
+                start += count
+            }
+        }
+    }
+
+    /// `out[i, :]` = row `tokens[i]` of `table`, dequantized; an id outside `0..<table.rows` is an error naming it.
+    public func quantizedEmbedding(tokens: DevicePointer<Int32>, table: QuantizedMatrix, out: DevicePointer<Float>,
+                                   count: Int) throws {
+        try validate(table, what: "quantized embedding")
+        guard count >= 0 else { throw DeviceError(.invalidArgument, "quantized embedding: count = \(count)") }
+        let tokens = host(tokens), out = host(out)
+        for i in 0..<count where tokens[i] < 0 || Int(tokens[i]) >= table.rows {
+            throw DeviceError(.invalidArgument,
+                              "quantized embedding: token \(tokens[i]) at position \(i) is outside 0..<\(table.rows)")
+        }
+        let rowBytes = table.rowBytes
+        parallelChunks(count, threads: threads, grain: 16) { _, range in
+            for i in range {
+                dequantizeRow(table.type, table.data + Int(tokens[i]) * rowBytes, out + i * table.columns,
+                              columns: table.columns)
+            }
+        }
+    }
+
+    private func validate(_ w: QuantizedMatrix, what: String) throws {
+        guard w.rows >= 0, w.columns >= 0, w.columns % w.type.blockElements == 0 else {
+            throw DeviceError(.invalidArgument, "\(what): \(w.type.name) matrix \(w.rows) x \(w.columns): columns must "
+                              + "be a multiple of the block size \(w.type.blockElements)")
+        }
+    }
+
+    /// Up to 4 activation rows against every weight row, the weight rows split over the threads.
+    private func fusedProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, y: UnsafeMutablePointer<Float>, m: Int) {
+        let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
+        let blocks = columns / 32
+        let layout: NibbleLayout? = weight.type == .q4_0 ? .q4_0 : weight.type == .q4_1 ? .q4_1 : nil
+        let fused = layout != nil || weight.type == .q8_0
+        // Rows in groups of 4 for the fused kernels; the rest (and every row of other types) one at a time.
+        let groups = fused ? rows / 4 : 0
+        let perms = UnsafeMutablePointer<Float>.allocate(capacity: fused ? m * columns : 0)
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: fused ? m * blocks : 0)
+        defer { perms.deallocate(); sums.deallocate() }
+        if fused {
+            for i in 0..<m {
+                if layout != nil {
+                    prepareNibbleActivations(x + i * columns, blocks: blocks, into: perms + i * columns,
+                                             sums: sums + i * blocks)
+                } else {
+                    prepareByteActivations(x + i * columns, blocks: blocks, into: perms + i * columns)
+                }
+            }
+        }
+        // Work in units of 4 rows so a chunk boundary never splits a group.
+        let units = (rows + 3) / 4
+        let data = weight.data
+        let type = weight.type
+        parallelChunks(units, threads: threads, grain: 8) { _, range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { scratch in
+                let permList: [UnsafePointer<Float>] = (0..<m).map { UnsafePointer(perms + $0 * columns) }
+                let sumList: [UnsafePointer<Float>] = (0..<m).map { UnsafePointer(sums + $0 * blocks) }
+                var results = [SIMD4<Float>](repeating: .zero, count: 4)
+                let row = scratch.baseAddress.unsafelyUnwrapped
+                for unit in range {
+                    let r0 = unit * 4
+                    if unit < groups {
+                        let p = data + r0 * rowBytes
+                        if let layout {
+                            permList.withUnsafeBufferPointer { pl in
+                                sumList.withUnsafeBufferPointer { sl in
+                                    results.withUnsafeMutableBufferPointer { out in
+                                        nibbleDot4Rows(p, rowBytes: rowBytes, blocks: blocks, layout: layout,
+                                                       perms: pl.baseAddress.unsafelyUnwrapped,
+                                                       sums: sl.baseAddress.unsafelyUnwrapped, xCount: m,
+                                                       out: out.baseAddress.unsafelyUnwrapped)
+                                    }
+                                }
+                            }
+                        } else {
+                            for i in 0..<m {
+                                results[i] = byteDot4Rows(p, rowBytes: rowBytes, blocks: blocks, perm: permList[i])
+                            }
+                        }
+                        for i in 0..<m {
+                            let yi = y + i * rows + r0
+                            yi[0] = results[i][0]; yi[1] = results[i][1]; yi[2] = results[i][2]; yi[3] = results[i][3]
+                        }
+                    } else {
+                        for r in r0..<min(r0 + 4, rows) {
+                            dequantizeRow(type, data + r * rowBytes, row, columns: columns)
+                            for i in 0..<m { y[i * rows + r] = dotFloats(x + i * columns, row, columns) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Panels of `quantizedPanelRows` weight rows dequantized into a per-thread fp32 tile, each multiplied by all
+    /// `m` activation rows with a single-threaded `sgemm` (the threads split the panels).
+    private func panelProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, y: UnsafeMutablePointer<Float>, m: Int) {
+        let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
+        let panels = (rows + quantizedPanelRows - 1) / quantizedPanelRows
+        withSerialBLAS {
+            parallelChunks(panels, threads: threads, grain: 1) { _, range in
+                // On the heap: a worker thread's stack is too small for a panel.
+                let t = UnsafeMutablePointer<Float>.allocate(capacity: quantizedPanelRows * columns)
+                defer { t.deallocate() }
+                do {
+                    for panel in range {
+                        let r0 = panel * quantizedPanelRows
+                        let count = min(quantizedPanelRows, rows - r0)
+                        for r in 0..<count {
+                            dequantizeRow(weight.type, weight.data + (r0 + r) * rowBytes, t + r * columns,
+                                          columns: columns)
+                        }
+                        sgemm(false, true, m, count, columns, 1, x, columns, t, columns, 0, y + r0, rows)
+                    }
+                }
+            }
+        }
+    }
+}

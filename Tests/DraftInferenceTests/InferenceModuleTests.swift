@@ -1,6 +1,0 @@
-import DraftInference
-import XCTest
-
-final class InferenceModuleTests: XCTestCase {
-    func testModuleLinks() {}
-}

@@ -1,0 +1,298 @@
+import DraftDevice
+import DraftFormats
+import Foundation
+import XCTest
+
+/// The CPU backend's quantized products and embedding lookup against a scalar reference dequantizer written here
+/// from ggml's block layouts (and, where the test venv exists, against `gguf.quants.dequantize`).
+final class QuantizedKernelTests: XCTestCase {
+    static let types: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
+
+    // MARK: Random blocks
+
+    /// `rows` rows of `columns` random weights of `type`: random quant bits, half scales of sane size.
+    static func randomMatrix(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix(seed)
+        let blocks = rows * columns / type.blockElements
+        var bytes = [UInt8](repeating: 0, count: blocks * type.blockBytes)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: rng.next()) }
+        func putHalf(_ offset: Int, _ value: Float) {
+            let bits = Float16(value).bitPattern
+            bytes[offset] = UInt8(bits & 0xFF)
+            bytes[offset + 1] = UInt8(bits >> 8)
+        }
+        func scale(_ range: ClosedRange<Float>) -> Float { range.lowerBound + (range.upperBound - range.lowerBound) * rng.unit() }
+        switch type {
+        case .f32:
+            for i in 0..<(blocks) {
+                let v = (rng.unit() - 0.5) * 2
+                withUnsafeBytes(of: v.bitPattern.littleEndian) { for k in 0..<4 { bytes[i * 4 + k] = $0[k] } }
+            }
+        case .f16:
+            for i in 0..<blocks { putHalf(2 * i, (rng.unit() - 0.5) * 2) }
+        case .bf16:
+            for i in 0..<blocks {
+                let bits = ((rng.unit() - 0.5) * 2).bitPattern >> 16
+                bytes[2 * i] = UInt8(bits & 0xFF)
+                bytes[2 * i + 1] = UInt8(bits >> 8)
+            }
+        case .q4_0, .q5_0, .q8_0:
+            for b in 0..<blocks { putHalf(b * type.blockBytes, scale(0.001...0.05)) }
+        case .q4_1, .q5_1:
+            for b in 0..<blocks {
+                putHalf(b * type.blockBytes, scale(0.001...0.05))
+                putHalf(b * type.blockBytes + 2, scale(-0.4...0.1))
+            }
+        case .q4_K, .q5_K:
+            for b in 0..<blocks {
+                putHalf(b * type.blockBytes, scale(0.0005...0.005))
+                putHalf(b * type.blockBytes + 2, scale(0.0005...0.005))
+            }
+        case .q6_K:
+            for b in 0..<blocks { putHalf(b * type.blockBytes + 208, scale(0.0005...0.005)) }
+        }
+        return bytes
+    }
+
+    // MARK: Reference dequantizer (scalar, element by element, ggml's formulas and order of operations)
+
+    static func reference(_ type: GGMLType, _ bytes: [UInt8], elements: Int) -> [Float] {
+        func u8(_ i: Int) -> Int { Int(bytes[i]) }
+        func i8(_ i: Int) -> Int { Int(Int8(bitPattern: bytes[i])) }
+        func half(_ i: Int) -> Float { Float(Float16(bitPattern: UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8)) }
+        var out = [Float](repeating: 0, count: elements)
+        let n = type.blockElements, size = type.blockBytes
+        for e in 0..<elements {
+            let b = (e / n) * size, j = e % n
+            switch type {
+            case .f32:
+                out[e] = Float(bitPattern: UInt32(u8(4 * e)) | UInt32(u8(4 * e + 1)) << 8
+                               | UInt32(u8(4 * e + 2)) << 16 | UInt32(u8(4 * e + 3)) << 24)
+            case .f16: out[e] = half(2 * e)
+            case .bf16: out[e] = Float(bitPattern: (UInt32(u8(2 * e)) | UInt32(u8(2 * e + 1)) << 8) << 16)
+            case .q8_0: out[e] = Float(i8(b + 2 + j)) * half(b)
+            case .q4_0:
+                let q = j < 16 ? u8(b + 2 + j) & 15 : u8(b + 2 + j - 16) >> 4
+                out[e] = Float(q - 8) * half(b)
+            case .q4_1:
+                let q = j < 16 ? u8(b + 4 + j) & 15 : u8(b + 4 + j - 16) >> 4
+                out[e] = Float(q) * half(b) + half(b + 2)
+            case .q5_0, .q5_1:
+                let base = type == .q5_1 ? b + 4 : b + 2
+                let qh = u8(base) | u8(base + 1) << 8 | u8(base + 2) << 16 | u8(base + 3) << 24
+                let low = j < 16 ? u8(base + 4 + j) & 15 : u8(base + 4 + j - 16) >> 4
+                let q = low | ((qh >> j) & 1) << 4
+                out[e] = type == .q5_1 ? Float(q) * half(b) + half(b + 2) : Float(q - 16) * half(b)
+            case .q4_K, .q5_K:
+                let sub = j / 32                       // sub-block of 32 with its own scale and minimum
+                let sc = b + 4
+                let (s, m): (Int, Int) = sub < 4
+                    ? (u8(sc + sub) & 63, u8(sc + sub + 4) & 63)
+                    : ((u8(sc + sub + 4) & 15) | (u8(sc + sub - 4) >> 6) << 4,
+                       (u8(sc + sub + 4) >> 4) | (u8(sc + sub) >> 6) << 4)
+                let qs = b + (type == .q5_K ? 48 : 16)
+                let l = j % 32, chunk = j / 64         // 64 elements share 32 bytes: low then high nibbles
+                let byte = u8(qs + chunk * 32 + l)
+                var q = sub % 2 == 0 ? byte & 15 : byte >> 4
+                if type == .q5_K { q += ((u8(b + 16 + l) >> sub) & 1) << 4 }
+                out[e] = half(b) * Float(s) * Float(q) - half(b + 2) * Float(m)
+            case .q6_K:
+                let half128 = j / 128, r = j % 128, quarter = r / 32, l = r % 32
+                let ql = u8(b + half128 * 64 + (quarter % 2) * 32 + l)
+                let low = quarter < 2 ? ql & 15 : ql >> 4
+                let high = (u8(b + 128 + half128 * 32 + l) >> (2 * quarter)) & 3
+                let scale = i8(b + 192 + half128 * 8 + l / 16 + 2 * quarter)
+                out[e] = half(b + 208) * Float(scale) * Float((low | high << 4) - 32)
+            }
+        }
+        return out
+    }
+
+    // MARK: Helpers
+
+    let device = CPUDevice(threads: 2)
+
+    func upload(_ values: [Float]) throws -> DevicePointer<Float> {
+        let p = try device.allocate(Float.self, count: values.count)
+        try values.withUnsafeBufferPointer { try device.copyToDevice($0, p) }
+        return p
+    }
+
+    func download(_ p: DevicePointer<Float>, count: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        try out.withUnsafeMutableBufferPointer { try device.copyToHost(p, $0) }
+        return out
+    }
+
+    func columnsFor(_ type: GGMLType) -> [Int] {
+        type.blockElements == 256 ? [512, 768] : type.blockElements == 32 ? [96, 576] : [40, 576]
+    }
+
+    // MARK: Tests
+
+    func testEmbeddingMatchesReferenceExactly() throws {
+        for type in Self.types {
+            let rows = 7, columns = columnsFor(type)[0]
+            let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: 11 + UInt64(type.rawValue))
+            let ref = Self.reference(type, bytes, elements: rows * columns)
+            let tokens: [Int32] = [3, 0, 6, 3]
+            let ids = try device.allocate(Int32.self, count: tokens.count)
+            try tokens.withUnsafeBufferPointer { try device.copyToDevice($0, ids) }
+            let out = try device.allocate(Float.self, count: tokens.count * columns)
+            try bytes.withUnsafeBytes { raw in
+                let table = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
+                try device.quantizedEmbedding(tokens: ids, table: table, out: out, count: tokens.count)
+            }
+            let got = try download(out, count: tokens.count * columns)
+            for (i, t) in tokens.enumerated() {
+                for c in 0..<columns where got[i * columns + c] != ref[Int(t) * columns + c] {
+                    XCTFail("\(type.name): embedding row \(t) column \(c): \(got[i * columns + c]) != \(ref[Int(t) * columns + c])")
+                    break
+                }
+            }
+            device.free(ids); device.free(out)
+        }
+    }
+
+    func testLinearMatchesDequantizedFloat64Product() throws {
+        for type in Self.types {
+            for columns in columnsFor(type) {
+                // 13 rows: three groups of 4 for the fused kernels and a tail row; 130 rows: several panels.
+                for rows in [13, 130] {
+                    let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: UInt64(rows * columns) + UInt64(type.rawValue))
+                    let w = Self.reference(type, bytes, elements: rows * columns)
+                    for m in [1, 3, 17, 64] {
+                        var rng = SplitMix(UInt64(m * 7 + rows))
+                        let x = (0..<(m * columns)).map { _ in (rng.unit() - 0.5) * 2 }
+                        let xp = try upload(x)
+                        let yp = try device.allocate(Float.self, count: m * rows)
+                        try bytes.withUnsafeBytes { raw in
+                            let matrix = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
+                            try device.quantizedLinear(x: xp, weight: matrix, y: yp, m: m)
+                        }
+                        let y = try download(yp, count: m * rows)
+                        var worst = 0.0
+                        for i in 0..<m {
+                            for r in 0..<rows {
+                                var exact = 0.0, magnitude = 0.0
+                                for c in 0..<columns {
+                                    let p = Double(w[r * columns + c]) * Double(x[i * columns + c])
+                                    exact += p
+                                    magnitude += abs(p)
+                                }
+                                worst = max(worst, abs(Double(y[i * rows + r]) - exact) / max(magnitude, 1e-30))
+                            }
+                        }
+                        XCTAssertLessThan(worst, 2e-6, "\(type.name) \(rows)x\(columns) m=\(m): error / sum|w x| = \(worst)")
+                        device.free(xp); device.free(yp)
+                    }
+                }
+            }
+        }
+    }
+
+    func testOutOfRangeTokenIsAnError() throws {
+        let bytes = Self.randomMatrix(.q4_1, rows: 4, columns: 64, seed: 5)
+        let out = try device.allocate(Float.self, count: 2 * 64)
+        for bad: Int32 in [4, -1] {
+            let ids = try device.allocate(Int32.self, count: 2)
+            try [0, bad].withUnsafeBufferPointer { try device.copyToDevice($0, ids) }
+            try bytes.withUnsafeBytes { raw in
+                let table = QuantizedMatrix(type: .q4_1, rows: 4, columns: 64, data: raw.baseAddress!)
+                XCTAssertThrowsError(try device.quantizedEmbedding(tokens: ids, table: table, out: out, count: 2)) {
+                    XCTAssertTrue("\($0)".contains("token \(bad) at position 1"), "\($0)")
+                }
+            }
+            device.free(ids)
+        }
+        device.free(out)
+    }
+
+    func testColumnsNotWholeBlocksAreAnError() throws {
+        let bytes = [UInt8](repeating: 0, count: 4096)
+        let x = try device.allocate(Float.self, count: 100)
+        let y = try device.allocate(Float.self, count: 4)
+        try bytes.withUnsafeBytes { raw in
+            let matrix = QuantizedMatrix(type: .q4_K, rows: 1, columns: 100, data: raw.baseAddress!)
+            XCTAssertThrowsError(try device.quantizedLinear(x: x, weight: matrix, y: y, m: 1)) {
+                XCTAssertTrue("\($0)".contains("multiple of the block size 256"), "\($0)")
+            }
+        }
+        device.free(x); device.free(y)
+    }
+
+    /// Our dequantizer (through the embedding lookup) against `gguf.quants.dequantize`, for every quantized type.
+    func testDequantizationMatchesGGUFPython() throws {
+        let cache = ProcessInfo.processInfo.environment["SWIFTDRAFT_CACHE"]
+            ?? (NSHomeDirectory() + "/.cache/swiftdraft")
+        let python = cache + "/venv/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw XCTSkip("no test venv at \(python) (scripts/python-env.sh makes it)")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quant-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let rows = 3
+        var expected: [(GGMLType, Int, [UInt8])] = []
+        for type in Self.types where type != .f32 {
+            let columns = columnsFor(type)[0]
+            let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: 99 + UInt64(type.rawValue))
+            try Data(bytes).write(to: dir.appendingPathComponent("\(type.rawValue).bin"))
+            expected.append((type, columns, bytes))
+        }
+        let script = """
+            import sys, numpy as np
+            from gguf import quants, GGMLQuantizationType
+            d = sys.argv[1]
+            for t in sys.argv[2:]:
+                raw = np.fromfile(f"{d}/{t}.bin", dtype=np.uint8)
+                quants.dequantize(raw, GGMLQuantizationType(int(t))).astype(np.float32).tofile(f"{d}/{t}.f32")
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script, dir.path] + expected.map { "\($0.0.rawValue)" }
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        process.waitUntilExit()
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if message.contains("No module named 'gguf'") { throw XCTSkip("gguf is not installed in \(python)") }
+        XCTAssertEqual(process.terminationStatus, 0, message)
+        for (type, columns, bytes) in expected {
+            let data = try Data(contentsOf: dir.appendingPathComponent("\(type.rawValue).f32"))
+            let theirs = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            XCTAssertEqual(theirs.count, rows * columns, type.name)
+            let ids = try device.allocate(Int32.self, count: rows)
+            try [0, 1, 2].withUnsafeBufferPointer { try device.copyToDevice($0, ids) }
+            let out = try device.allocate(Float.self, count: rows * columns)
+            try bytes.withUnsafeBytes { raw in
+                let table = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
+                try device.quantizedEmbedding(tokens: ids, table: table, out: out, count: rows)
+            }
+            let ours = try download(out, count: rows * columns)
+            let ref = Self.reference(type, bytes, elements: rows * columns)
+            var mismatches = 0
+            for i in 0..<min(ours.count, theirs.count) where abs(ours[i] - theirs[i]) > 1e-6 * max(1, abs(theirs[i])) {
+                mismatches += 1
+            }
+            XCTAssertEqual(mismatches, 0, "\(type.name): \(mismatches) values differ from gguf.quants.dequantize")
+            XCTAssertEqual(ours, ref, "\(type.name): the test's reference disagrees with the kernels")
+            device.free(ids); device.free(out)
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) so failures reproduce.
+struct SplitMix {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
