@@ -21,6 +21,9 @@ public struct DecoderConfig: Sendable, Equatable {
     public var ropeInverseFrequencies: [Float]
     public var bosTokenID: Int32?
     public var eosTokenIDs: [Int32]
+    /// Whether the model's tokenizer puts BOS before a text (GGUF `tokenizer.ggml.add_bos_token`, Hugging Face
+    /// `add_bos_token`): raw prompts and `score`'s chunks start with it when true. Set after `init`.
+    public var addsBOS: Bool = false
 
     public init(architecture: String, vocabSize: Int, dim: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int,
                 ffnDim: Int, contextLength: Int, normEps: Float, ropeInverseFrequencies: [Float],

@@ -40,6 +40,8 @@ public struct GeneratedSequence: Sendable {
     /// Wall time of the decode steps after it, until the sequence finished (steps shared with the batch's other
     /// sequences count in full for each).
     public var decodeSeconds: Double
+    /// Decode steps after the prefill (tokens drawn in `decodeSeconds`, a final stop token included).
+    public var decodeSteps: Int
 }
 
 /// Tokens of one prompt, one at a time: prefill on the first call, then one decode step per call, from slot `slot`
@@ -109,6 +111,7 @@ public final class BatchGenerator {
         var output: [Int32] = []
         var prefillSeconds = 0.0
         var decodeSeconds = 0.0
+        var decodeSteps = 0
         var admitted = true
     }
 
@@ -156,7 +159,7 @@ public final class BatchGenerator {
                 while nextPrompt < prompts.count {
                     try finished(GeneratedSequence(index: nextPrompt, promptTokens: prompts[nextPrompt].count,
                                                    outputIDs: [], finishReason: .length, prefillSeconds: 0,
-                                                   decodeSeconds: 0))
+                                                   decodeSeconds: 0, decodeSteps: 0))
                     nextPrompt += 1
                 }
                 return
@@ -184,6 +187,7 @@ public final class BatchGenerator {
                     slots[s]!.admitted = false
                 } else {
                     slots[s]!.decodeSeconds += seconds
+                    slots[s]!.decodeSteps += 1
                 }
             }
             for (s, reason) in ended {
@@ -191,7 +195,7 @@ public final class BatchGenerator {
                 slots[s] = nil
                 try finished(GeneratedSequence(index: r.index, promptTokens: r.promptTokens, outputIDs: r.output,
                                                finishReason: reason, prefillSeconds: r.prefillSeconds,
-                                               decodeSeconds: r.decodeSeconds))
+                                               decodeSeconds: r.decodeSeconds, decodeSteps: r.decodeSteps))
             }
         }
     }

@@ -2,6 +2,7 @@ import DraftCheckpoint
 import DraftData
 import DraftDevice
 import DraftDistributed
+import DraftErrors
 import DraftTokenizer
 import DraftTraining
 import Foundation
@@ -12,7 +13,7 @@ import Foundation
 func exitOnError(_ error: Error, communicator: (any Communicator)? = nil) -> Never {
     let code: Int32
     switch error {
-    case is ConfigError, is DataError, is TokenizerError, is CheckpointError:
+    case is ConfigError, is DataError, is TokenizerError, is CheckpointError, is BadInputError:
         code = 2
     case let device as DeviceError:
         code = device.kind == .unsupported || device.kind == .nonFinite ? 1 : 2

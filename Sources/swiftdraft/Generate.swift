@@ -1,0 +1,112 @@
+import ArgumentParser
+import DraftDevice
+import DraftErrors
+import DraftInference
+import Foundation
+
+/// `swiftdraft generate`: sample from any model SwiftDraft runs, one prompt or a prompt file, batched.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a model (a .gguf target, a Hugging Face directory, a checkpoint or run directory).",
+        discussion: "Temperature 0 (the default) is greedy. Raw prompts get BOS when the model adds BOS; --chat (or a prompt file's \"messages\") renders the model's chat template. Generation stops at an end-of-sequence token (not printed) or after --max-new-tokens.")
+
+    @Option(help: "The model: .gguf, Hugging Face directory, .h5 checkpoint or run directory.") var model: String
+    @Option(help: "One prompt.") var prompt: String?
+    @Option(help: "A JSONL prompt file: {\"id\",\"set\",\"prompt\"} or {\"id\",\"set\",\"messages\":[...]} per line.")
+    var prompts: String?
+    @Flag(help: "Render --prompt (or raw prompt-file prompts) as a user turn through the model's chat template.")
+    var chat = false
+    @Option(help: "New tokens per prompt at most.") var maxNewTokens = 128
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0
+    @Option(help: "Keep the smallest set of tokens with this much probability (1: off).") var topP: Float = 1
+    @Option(help: "Keep the k most likely tokens (0: off).") var topK = 0
+    @Option(help: "Sampling seed (each prompt draws from its own stream derived from it).") var seed: UInt64 = 0
+    @Option(help: "Sequences decoded at once (continuous batching).") var batch = 1
+    @Option(help: "cpu or hpu (quantized GGUF weights run on cpu only).") var device = "cpu"
+    @Flag(help: "One JSON object per prompt: id, prompt_tokens, output_ids, text, prefill_s, decode_s, decode_tokens_per_s, finish_reason.")
+    var json = false
+
+    func run() throws {
+        do {
+            try generate()
+        } catch {
+            exitOnError(error)
+        }
+    }
+
+    private func generate() throws {
+        let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        try sampling.validate()
+        guard maxNewTokens >= 0 else { throw InputError("--max-new-tokens: expected an integer >= 0, got \(maxNewTokens)") }
+        guard batch >= 1 else { throw InputError("--batch: expected an integer >= 1, got \(batch)") }
+        let entries: [PromptEntry]
+        switch (prompt, prompts) {
+        case (let text?, nil): entries = [PromptEntry(id: "1", set: nil, content: .text(text))]
+        case (nil, let path?): entries = try readPromptFile(path)
+        default: throw InputError("--prompt and --prompts: expected exactly one of them")
+        }
+        let compute = try makeInferenceDevice(device)
+        let loaded = try loadModel(model, device: compute)
+        let promptTokens = try entries.map { try tokens(of: $0, model: loaded) }
+        let contextLength = loaded.config.contextLength
+        for (entry, tokens) in zip(entries, promptTokens) where tokens.count > contextLength {
+            throw InputError("prompt '\(entry.id)' has \(tokens.count) tokens, longer than the model's context of \(contextLength)")
+        }
+        // The cache holds what the longest prompt can reach, not the whole context (8k x 64 slots would not fit).
+        let capacity = min(contextLength, (promptTokens.map(\.count).max() ?? 1) + maxNewTokens)
+        let engine = try DecoderEngine(config: loaded.config, weights: loaded.weights, device: compute)
+        let generator = try BatchGenerator(engine: engine, batchSize: min(batch, entries.count), capacity: capacity)
+        let settings = GenerationSettings(sampling: sampling, maxNewTokens: maxNewTokens,
+                                          stopTokens: Set(loaded.config.eosTokenIDs))
+        var results = [GeneratedSequence?](repeating: nil, count: entries.count)
+        try generator.generate(prompts: promptTokens, settings: settings) { results[$0.index] = $0 }
+        for (entry, result) in zip(entries, results) {
+            guard let result else { continue }
+            let text = loaded.tokenizer.decode(result.outputIDs)
+            if json {
+                let object: [String: Any] = [
+                    "id": entry.id, "prompt_tokens": result.promptTokens,
+                    "output_ids": result.outputIDs.map(Int.init), "text": text,
+                    "prefill_s": result.prefillSeconds, "decode_s": result.decodeSeconds,
+                    "decode_tokens_per_s": result.decodeSeconds > 0 ? Double(result.decodeSteps) / result.decodeSeconds : 0,
+                    "finish_reason": result.finishReason.rawValue,
+                ]
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                FileHandle.standardOutput.write(data + Data("\n".utf8))
+            } else {
+                if entries.count > 1 { print("[\(entry.id)]") }
+                print(text)
+            }
+        }
+    }
+
+    /// The prompt's token ids: a conversation through the chat template (its text carries any BOS), raw text with BOS
+    /// when the model adds it.
+    private func tokens(of entry: PromptEntry, model: LoadedModel) throws -> [Int32] {
+        let messages: [ChatMessage]
+        switch entry.content {
+        case .text(let text) where !chat:
+            let ids = model.tokenizer.encode(text)
+            if model.config.addsBOS, let bos = model.config.bosTokenID { return [bos] + ids }
+            guard !ids.isEmpty else { throw InputError("prompt '\(entry.id)' is empty") }
+            return ids
+        case .text(let text): messages = [ChatMessage(role: "user", content: text)]
+        case .messages(let turns): messages = turns
+        }
+        guard let source = model.chatTemplate else {
+            throw InputError("--chat: \(model.source) has no chat template (no tokenizer.chat_template / tokenizer_config.json chat_template)")
+        }
+        let bosText = model.config.bosTokenID.map { model.tokenizer.decode([$0]) }
+        let template = try ChatTemplate(template: source, bosToken: bosText)
+        return model.tokenizer.encode(template.render(messages))
+    }
+}
+
+/// The compute device for inference commands.
+func makeInferenceDevice(_ kind: String) throws -> any Device {
+    switch kind {
+    case "cpu": return CPUDevice()
+    case "hpu": return try HPUDevice(pluginPath: nil, module: nil)
+    default: throw InputError("--device: expected cpu or hpu, got '\(kind)'")
+    }
+}
