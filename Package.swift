@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
         .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "HPUPluginABI"]),
-        .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice"],
+        .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice", "DraftFormats"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),
         .testTarget(name: "DraftDataTests", dependencies: ["DraftData", "DraftTokenizer"]),

@@ -1,4 +1,5 @@
 import DraftDevice
+import DraftFormats
 import DraftModel
 import Foundation
 import XCTest
