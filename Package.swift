@@ -59,7 +59,8 @@ let package = Package(
         .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors"], swiftSettings: optimised),
         .target(name: "DraftData", dependencies: ["DraftTokenizer", "DraftErrors"], swiftSettings: optimised),
         .target(name: "DraftDistributed", dependencies: ["CMPI", "DraftErrors"], swiftSettings: optimised),
-        .target(name: "DraftCheckpoint", dependencies: ["CHDF5", "DraftModel", "DraftDevice", "DraftErrors"], swiftSettings: optimised),
+        .target(name: "DraftCheckpoint", dependencies: ["CHDF5", "DraftModel", "DraftDevice", "DraftErrors",
+                                                 .product(name: "Yams", package: "Yams")], swiftSettings: optimised),
         .target(name: "DraftInference",
                 dependencies: ["DraftDevice", "DraftFormats", "DraftModel", "DraftTokenizer", "DraftCheckpoint", "DraftErrors"],
                 swiftSettings: optimised),
@@ -80,9 +81,10 @@ let package = Package(
         .testTarget(name: "DraftTokenizerTests", dependencies: ["DraftTokenizer"]),
         .testTarget(name: "DraftDataTests", dependencies: ["DraftData", "DraftTokenizer"]),
         .testTarget(name: "DraftDistributedTests", dependencies: ["DraftDistributed"]),
-        .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint"]),
+        .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint", "DraftModel", "DraftDevice"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
-        .testTarget(name: "SwiftDraftCLITests", dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint"]),
+        .testTarget(name: "SwiftDraftCLITests",
+                    dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -21,6 +21,9 @@ public struct CheckpointReader {
     public let attributeNames: [String]
     /// Attributes of each group (e.g. the optimizer step on `/optimizer`).
     public let groupAttributes: [CheckpointGroup: [String: CheckpointAttribute]]
+    /// The root attribute `format_version`: between `CheckpointFormat.oldestReadableVersion` and
+    /// `CheckpointFormat.version` (any other file is refused on open).
+    public let formatVersion: Int64
     /// Every dataset, group by group (`/model`, `/optimizer`, `/data`, `/rng`), each in the order written.
     public let datasets: [CheckpointTensorInfo]
 
@@ -36,8 +39,8 @@ public struct CheckpointReader {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw CheckpointError(path: url.path, reason: "expected a checkpoint file, found nothing")
         }
-        let loaded: (OpenFile, [String: CheckpointAttribute], [String], [CheckpointGroup: [String: CheckpointAttribute]],
-                     [CheckpointTensorInfo]) = try withHDF5 {
+        let loaded: (OpenFile, [String: CheckpointAttribute], [String], Int64,
+                     [CheckpointGroup: [String: CheckpointAttribute]], [CheckpointTensorInfo]) = try withHDF5 {
             guard H5Fis_hdf5(url.path) > 0 else {
                 _ = H5Eclear2(swd_h5e_default())
                 throw CheckpointError(path: url.path, reason: "expected an HDF5 file (signature \\x89HDF), found other data")
@@ -53,6 +56,7 @@ public struct CheckpointReader {
                 throw CheckpointError(path: url.path,
                                       reason: "expected root attribute format = \"\(CheckpointFormat.name)\"")
             }
+            let version = try Self.checkVersion(attributes["format_version"], path: url.path)
             var groupAttributes: [CheckpointGroup: [String: CheckpointAttribute]] = [:]
             var datasets: [CheckpointTensorInfo] = []
             for group in CheckpointGroup.allCases {
@@ -71,10 +75,27 @@ public struct CheckpointReader {
                     datasets.append(try Self.describe(file: file.id, group: group, name: name, ctx))
                 }
             }
-            return (file, attributes, names, groupAttributes, datasets)
+            return (file, attributes, names, version, groupAttributes, datasets)
         }
         self.url = url
-        (file, attributes, attributeNames, groupAttributes, datasets) = loaded
+        (file, attributes, attributeNames, formatVersion, groupAttributes, datasets) = loaded
+    }
+
+    /// The file's version when this build can read it; a newer one is refused naming both versions, since what a
+    /// later layout means (renamed tensors, new groups) cannot be guessed.
+    static func checkVersion(_ value: CheckpointAttribute?, path: String) throws -> Int64 {
+        guard case .int(let version)? = value else {
+            throw CheckpointError(path: path, reason: "expected an integer root attribute format_version")
+        }
+        if version > CheckpointFormat.version {
+            throw CheckpointError(path: path, reason: "written by format_version \(version), this build reads up to "
+                                  + "\(CheckpointFormat.version) (use a newer swiftdraft)")
+        }
+        guard version >= CheckpointFormat.oldestReadableVersion else {
+            throw CheckpointError(path: path, reason: "expected format_version \(CheckpointFormat.oldestReadableVersion)"
+                                  + "...\(CheckpointFormat.version), got \(version)")
+        }
+        return version
     }
 
     private static func describe(file: hid_t, group: CheckpointGroup, name: String,

@@ -1,13 +1,20 @@
 // The vocabulary shared by the writer, the reader and the store: groups, attributes, errors, format constants.
+import DraftErrors
 import Foundation
 
 /// Constants of the checkpoint file format (see DESIGN.md, "Files").
 public enum CheckpointFormat {
     /// Value of the root attribute `format`; a file without it is refused on open.
     public static let name = "swiftdraft-checkpoint"
-    /// Value the writer stores in the root attribute `format_version`. Bump it when the file layout changes
-    /// (groups, checksum attribute, datatypes); the mapping of a model onto tensor names is the trainer's to version.
-    public static let version: Int64 = 1
+    /// Value the writer stores in the root attribute `format_version`. Bump it when the layout changes: groups,
+    /// checksum attribute, datatypes, or what `CheckpointCodec` maps onto names. A reader refuses files of a newer
+    /// version (their meaning is unknown to it) and reads every version from `oldestReadableVersion` on.
+    ///
+    /// History: 1, the trainer's layout of DESIGN.md; 2 adds the root attributes `model_config` (JSON of
+    /// `ModelConfig`) and `tokenizer` (the tokenizer spec), so a model loads without the trainer's config parser.
+    public static let version: Int64 = 2
+    /// The oldest `format_version` this build reads (version 1 files get their model shape from `config_yaml`).
+    public static let oldestReadableVersion: Int64 = 1
     /// Name of the per-dataset attribute holding the checksum of its bytes (see `CheckpointChecksum`).
     public static let checksumAttribute = "checksum_xxh64"
 }
@@ -76,7 +83,7 @@ public struct CheckpointTensorInfo: Equatable, Sendable {
 
 /// A checkpoint that could not be written, opened or verified. Its description is one line naming the file and
 /// what was expected; the CLI prints it and exits 2.
-public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+public struct CheckpointError: BadInputError, Sendable {
     /// The file (or directory) concerned.
     public let path: String
     /// What was wrong, phrased as what was expected.

@@ -53,7 +53,7 @@ final class CheckpointExternalToolsTests: XCTestCase {
             return h
         f = h5py.File('\(file.path)', 'r')
         assert f.attrs['format'] == 'swiftdraft-checkpoint', f.attrs['format']
-        assert int(f.attrs['format_version']) == 1
+        assert int(f.attrs['format_version']) == \(CheckpointFormat.version)
         assert int(f.attrs['step']) == 500 and int(f.attrs['tokens_seen']) == 500 * 1024
         assert f.attrs['stage'] == 'pretrain' and int(f.attrs['world_size']) == 8
         assert f.attrs['config_yaml'].startswith('run: {name: test')

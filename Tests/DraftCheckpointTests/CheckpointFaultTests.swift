@@ -60,6 +60,7 @@ final class CheckpointFaultTests: XCTestCase {
         XCTAssertEqual(store.latestName(), "step-00000010.h5")
         let (url, warnings) = try store.newestValid()
         XCTAssertEqual(url?.lastPathComponent, previous.url.lastPathComponent)
+        XCTAssertFalse(warnings.isEmpty, "removing the leftover .tmp file should be reported")
         XCTAssertTrue(warnings.allSatisfy { $0.contains("step-00000020.h5.tmp") && $0.contains("removed") }, "\(warnings)")
         XCTAssertEqual(try directoryNames(dir), ["latest", "step-00000010.h5"], "leftover .tmp files are removed")
         XCTAssertTrue(inspectCheckpoint(previous.url).ok)

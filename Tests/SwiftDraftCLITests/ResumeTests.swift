@@ -174,22 +174,25 @@ final class ResumeRefusalTests: XCTestCase {
         XCTAssertTrue(wider.stderr.contains("model.layers.0.mlp.gate_proj.weight"), wider.stderr)
         XCTAssertEqual(wider.stderr.split(separator: "\n").count, 1, wider.stderr)
 
-        // Same shapes, another vocabulary identity: shards made with another tokenizer would not match either, so
-        // the check is exercised through the checkpoint alone by patching its recorded hash with h5py when present.
-        let script = "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['tokenizer_sha256']='0'*64; f.close()"
-        let patched = fixture.work.appendingPathComponent("patched.h5")
-        try FileManager.default.copyItem(at: saved, to: patched)
-        let patch = try CLI.run(["python3", "-c", script, patched.path], executable: URL(fileURLWithPath: "/usr/bin/env"))
-        if patch.status == 0 {
-            let other = try fixture.train(config: fixture.writeConfig(), runDirectory: fixture.work.appendingPathComponent("other"),
-                                          arguments: ["--resume", patched.path])
-            XCTAssertEqual(other.status, 2, other.stderr)
-            XCTAssertTrue(other.stderr.contains("tokenizer_sha256"), other.stderr)
-        }
-
         let fresh = try fixture.train(config: fixture.writeConfig(), runDirectory: run, arguments: ["--resume", "never"])
         XCTAssertEqual(fresh.status, 2, fresh.stderr)
         XCTAssertTrue(fresh.stderr.contains("--overwrite"), fresh.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: saved.path), "the refused run must not touch the checkpoints")
+
+        // Same shapes, another vocabulary identity: shards made with another tokenizer would not match either, so
+        // the check is exercised through the checkpoint alone by patching its recorded hash with h5py (last, since
+        // without h5py the test stops here as skipped).
+        let script = "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['tokenizer_sha256']='0'*64; f.close()"
+        let patched = fixture.work.appendingPathComponent("patched.h5")
+        try FileManager.default.copyItem(at: saved, to: patched)
+        let patch = try CLI.run(["python3", "-c", script, patched.path], executable: URL(fileURLWithPath: "/usr/bin/env"))
+        if patch.stderr.contains("No module named 'h5py'") {
+            throw XCTSkip("h5py not installed (launch/setup.sh installs it): the tokenizer_sha256 refusal was not checked")
+        }
+        XCTAssertEqual(patch.status, 0, patch.stderr)
+        let other = try fixture.train(config: fixture.writeConfig(), runDirectory: fixture.work.appendingPathComponent("other"),
+                                      arguments: ["--resume", patched.path])
+        XCTAssertEqual(other.status, 2, other.stderr)
+        XCTAssertTrue(other.stderr.contains("tokenizer_sha256"), other.stderr)
     }
 }
