@@ -6,5 +6,5 @@ struct SwiftDraft: ParsableCommand {
         commandName: "swiftdraft",
         abstract: "Train small draft models for speculative decoding of a large target model.",
         subcommands: [Train.self, Plan.self, Tokenize.self, Encode.self, Decode.self, Bench.self, Inspect.self, Generate.self, Score.self,
-                      Speculate.self])
+                      Speculate.self, Export.self])
 }
