@@ -65,11 +65,14 @@ let package = Package(
                                                  .product(name: "Yams", package: "Yams")]),
         .target(name: "DraftInference",
                 dependencies: ["DraftDevice", "DraftFormats", "DraftModel", "DraftTokenizer", "DraftCheckpoint", "DraftErrors"]),
+        // Drafts for other runtimes: Hugging Face directories and GGUF files.
+        .target(name: "DraftExport",
+                dependencies: ["DraftCheckpoint", "DraftFormats", "DraftModel", "DraftTokenizer", "DraftDevice", "DraftErrors"]),
         .target(name: "DraftTraining",
                 dependencies: ["DraftDevice", "DraftModel", "DraftData", "DraftTokenizer", "DraftDistributed",
                                "DraftCheckpoint", "DraftFormats", "DraftErrors", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "swiftdraft",
-                          dependencies: ["DraftTraining", "DraftInference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                          dependencies: ["DraftTraining", "DraftInference", "DraftExport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
         .executableTarget(name: "quant-bench", dependencies: ["DraftDevice", "DraftFormats"], path: "Benchmarks/QuantBench",
@@ -86,7 +89,8 @@ let package = Package(
         .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint", "DraftModel", "DraftDevice"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
         .testTarget(name: "SwiftDraftCLITests",
-                    dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed"]),
+                    dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed",
+                                   "DraftFormats"]),
     ],
     swiftLanguageModes: [.v5]
 )

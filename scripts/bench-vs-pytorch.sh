@@ -10,7 +10,10 @@ steps=${3:-5}
 threads=${SWIFTDRAFT_THREADS:-$(nproc)}
 bin=${SWIFTDRAFT_BIN:-.build/release/swiftdraft}
 [ -x "$bin" ] || swift build -c release --product swiftdraft
-if ! python3 -c 'import torch, transformers, yaml' 2>/dev/null; then
+# The reference's Python: $SWIFTDRAFT_REF_PYTHON, else the reference venv (with PyTorch) under the asset cache, else python3.
+python=${SWIFTDRAFT_REF_PYTHON:-${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}/ref-venv/bin/python}
+[ -x "$python" ] || python=python3
+if ! "$python" -c 'import torch, transformers, yaml' 2>/dev/null; then
     echo "PyTorch/transformers not installed: skipping the comparison (pip install torch transformers pyyaml)."
     "$bin" bench --config "$config" --steps "$steps"
     exit 0
@@ -18,7 +21,7 @@ fi
 ratios=()
 for round in $(seq "$rounds"); do
     ours=$(SWIFTDRAFT_THREADS=$threads "$bin" bench --config "$config" --steps "$steps" --json)
-    theirs=$(python3 scripts/reference/bench_pytorch.py "$config" "$steps" "$threads")
+    theirs=$("$python" scripts/reference/bench_pytorch.py "$config" "$steps" "$threads")
     ratio=$(python3 -c "import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print(round(a['tokens_per_s']/b['tokens_per_s'],3))" "$ours" "$theirs")
     echo "round $round: swiftdraft $ours"
     echo "round $round: pytorch    $theirs"

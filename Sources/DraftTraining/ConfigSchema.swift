@@ -31,7 +31,8 @@ indirect enum ConfigSchema {
                                  "zero_stage": .integer]),
         "device": .section(["kind": .string, "plugin": .optionalString]),
         "checkpoint": .section(["every_steps": .integer, "keep_last": .integer, "max_bad_steps": .integer]),
-        "log": .section(["every_steps": .integer, "eval_every_steps": .integer, "eval_sequences": .integer]),
+        "log": .section(["every_steps": .integer, "eval_every_steps": .integer, "eval_sequences": .integer,
+                          "tensorboard": .boolean]),
     ])
 
     func check(_ node: Node, path: String, source: String) throws {

@@ -1,11 +1,19 @@
+import DraftFormats
 import Foundation
 
 /// `metrics.jsonl` of a run: one JSON object per logged step, plus `event` lines. Only rank 0 writes it.
 ///
 /// Each line is written with a single `write(2)` on a file opened for appending, so a crash leaves whole lines and a
-/// resumed run continues the same file.
+/// resumed run continues the same file. With a TensorBoard directory the same numbers also go to an event file there:
+/// a step line's numeric fields as `train/<field>`, an `eval` event's losses as `val_loss/<source>`.
 public final class MetricsLog {
     private let handle: FileHandle?
+    private var tensorboard: TensorBoardEventFile?
+
+    public convenience init(path: String?, tensorboardDirectory: URL?) throws {
+        try self.init(path: path)
+        if let tensorboardDirectory { tensorboard = try TensorBoardEventFile(directory: tensorboardDirectory) }
+    }
 
     public init(path: String?) throws {
         guard let path else {
@@ -25,9 +33,34 @@ public final class MetricsLog {
     deinit { try? handle?.close() }
 
     public func write(_ fields: [(String, Any)]) {
+        if let tensorboard { Self.mirror(fields, to: tensorboard) }
         guard let handle else { return }
         let body = fields.map { key, value in "\"\(key)\":\(Self.json(value))" }.joined(separator: ",")
         handle.write(Data("{\(body)}\n".utf8))
+    }
+
+    private static func mirror(_ fields: [(String, Any)], to file: TensorBoardEventFile) {
+        guard let step = fields.first(where: { $0.0 == "step" })?.1 as? Int else { return }
+        let event = fields.first(where: { $0.0 == "event" })?.1 as? String
+        var scalars: [(tag: String, value: Double)] = []
+        switch event {
+        case nil:
+            for (key, value) in fields where key != "step" {
+                switch value {
+                case let v as Double where v.isFinite: scalars.append(("train/\(key)", v))
+                case let v as Int: scalars.append(("train/\(key)", Double(v)))
+                default: break
+                }
+            }
+        case "eval"?:
+            for (_, value) in fields {
+                guard let losses = value as? [String: Double] else { continue }
+                for source in losses.keys.sorted() { scalars.append(("val_loss/\(source)", losses[source]!)) }
+            }
+        default:
+            return
+        }
+        file.scalars(scalars, step: step)
     }
 
     public func event(_ name: String, _ fields: [(String, Any)]) {

@@ -115,7 +115,8 @@ public final class Trainer {
         if isLeader {
             try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
             try config.resolvedYAML.write(to: runDirectory.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
-            metrics = try MetricsLog(path: runDirectory.appendingPathComponent("metrics.jsonl").path)
+            metrics = try MetricsLog(path: runDirectory.appendingPathComponent("metrics.jsonl").path,
+                                     tensorboardDirectory: config.log.tensorboard ? runDirectory.appendingPathComponent("tensorboard") : nil)
             if let resumed {
                 metrics?.event("resume", [("step", step), ("checkpoint", resumed), ("world_size", communicator.size)])
                 say("resumed from \(resumed) at step \(step)")

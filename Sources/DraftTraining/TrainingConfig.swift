@@ -87,8 +87,11 @@ public struct TrainingConfig: Codable, Sendable {
         public var everySteps: Int
         public var evalEverySteps: Int
         public var evalSequences: Int
+        /// Also write the metrics as TensorBoard event files under `<run dir>/tensorboard`.
+        public var tensorboard: Bool
         enum CodingKeys: String, CodingKey {
             case everySteps = "every_steps", evalEverySteps = "eval_every_steps", evalSequences = "eval_sequences"
+            case tensorboard
         }
     }
 
@@ -153,7 +156,7 @@ extension TrainingConfig {
         distributed: {world_size: 1, bucket_mb: 25, overlap: true, zero_stage: 0}
         device: {kind: cpu, plugin: null}
         checkpoint: {every_steps: 500, keep_last: 3, max_bad_steps: 5}
-        log: {every_steps: 10, eval_every_steps: 100, eval_sequences: 16}
+        log: {every_steps: 10, eval_every_steps: 100, eval_sequences: 16, tensorboard: true}
         """
 
     /// Loads, overrides (`--set key.path=value`), validates and resolves a config file.

@@ -1,0 +1,80 @@
+import Foundation
+
+/// DESIGN.md's speculative-decoding figures for one prompt set (or all of them), from the counts of the speculative
+/// runs and the plain runs of the same prompts. The names are the table's, everywhere they are reported.
+public struct SpeculationReport: Sendable {
+    public var prompts: Int
+    public var gamma: Int
+    public var counts: SpeculationCounts
+    /// Tokens and seconds of the target decoding the same prompts plainly.
+    public var plainTokens: Int
+    public var plainSeconds: Double
+    public var specTokens: Int
+    public var specSeconds: Double
+    /// c by parameters and by weight bytes as stored and run.
+    public var parameterRatio: Double
+    public var byteRatio: Double
+
+    public init(prompts: Int, gamma: Int, counts: SpeculationCounts, plainTokens: Int, plainSeconds: Double,
+                specTokens: Int, specSeconds: Double, parameterRatio: Double, byteRatio: Double) {
+        self.prompts = prompts
+        self.gamma = gamma
+        self.counts = counts
+        self.plainTokens = plainTokens
+        self.plainSeconds = plainSeconds
+        self.specTokens = specTokens
+        self.specSeconds = specSeconds
+        self.parameterRatio = parameterRatio
+        self.byteRatio = byteRatio
+    }
+
+    public var acceptanceRate: Double { counts.acceptanceRate }
+    public var tau: Double { counts.tau }
+    /// FastDraft's memory-bound speedup: tau / (gamma * c + 1).
+    public var mbsu: Double { tau / (Double(gamma) * parameterRatio + 1) }
+    public var mbsuBytes: Double { tau / (Double(gamma) * byteRatio + 1) }
+    public var tokensPerSecondPlain: Double { plainSeconds > 0 ? Double(plainTokens) / plainSeconds : 0 }
+    public var tokensPerSecondSpec: Double { specSeconds > 0 ? Double(specTokens) / specSeconds : 0 }
+    public var speedup: Double { tokensPerSecondPlain > 0 ? tokensPerSecondSpec / tokensPerSecondPlain : 0 }
+
+    /// The measured cost ratio: one draft step's time over one plain target step's.
+    public var measuredCostRatio: Double {
+        guard counts.proposed > 0, plainTokens > 0, plainSeconds > 0 else { return 0 }
+        return (counts.draftSeconds / Double(counts.proposed)) / (plainSeconds / Double(plainTokens))
+    }
+
+    /// The acceptance rate at which speculation breaks even at the measured cost ratio: the `a` with
+    /// `tau(a) = (1 - a^(gamma+1)) / (1 - a)` equal to `gamma * c + 1` (nil when no acceptance below 1 can pay,
+    /// i.e. `gamma * c + 1 >= gamma + 1`). It ignores the verification pass costing more than a plain step.
+    public var breakEvenAcceptance: Double? {
+        Self.breakEven(gamma: gamma, costRatio: measuredCostRatio)
+    }
+
+    public static func breakEven(gamma: Int, costRatio c: Double) -> Double? {
+        let needed = Double(gamma) * c + 1
+        func tau(_ a: Double) -> Double { a >= 1 ? Double(gamma + 1) : (1 - pow(a, Double(gamma + 1))) / (1 - a) }
+        guard needed < Double(gamma + 1) else { return nil }
+        var low = 0.0, high = 1.0
+        for _ in 0..<60 {
+            let mid = (low + high) / 2
+            if tau(mid) < needed { low = mid } else { high = mid }
+        }
+        return (low + high) / 2
+    }
+
+    /// The report as one JSON object with DESIGN.md's field names.
+    public var json: [String: Any] {
+        var object: [String: Any] = [
+            "prompts": prompts, "gamma": gamma,
+            "proposed": counts.proposed, "accepted": counts.accepted, "emitted": counts.emitted,
+            "target_passes": counts.targetPasses,
+            "acceptance_rate": acceptanceRate, "tau": tau, "per_position": counts.perPosition,
+            "mbsu": mbsu, "mbsu_bytes": mbsuBytes, "c": parameterRatio, "c_bytes": byteRatio,
+            "tokens_per_s_plain": tokensPerSecondPlain, "tokens_per_s_spec": tokensPerSecondSpec,
+            "speedup": speedup, "draft_s": counts.draftSeconds, "target_s": counts.targetSeconds,
+            "cost_ratio_measured": measuredCostRatio,
+        ]
+        object["break_even_acceptance"] = breakEvenAcceptance ?? NSNull()
+        return object
+    }
+}

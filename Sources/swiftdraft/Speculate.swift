@@ -1,0 +1,148 @@
+import ArgumentParser
+import DraftDevice
+import DraftErrors
+import DraftInference
+import DraftTraining
+import Foundation
+
+/// `swiftdraft speculate`: speculative decoding of a prompt file with exact speculative sampling, against plain
+/// decoding of the same prompts by the target in the same run; DESIGN.md's table per prompt set and overall.
+struct Speculate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a draft against its target: acceptance rate, tau, per-position acceptance, MBSU and wall-clock speedup.",
+        discussion: """
+            Batch 1. Each prompt is decoded plainly by the target, then speculatively (the draft proposes --gamma \
+            tokens, the target verifies them in one pass; tokens are kept with probability min(1, p/q), the first \
+            rejection resamples from norm(max(0, p - q)), a full acceptance adds a bonus token from p). At \
+            temperature 0 the output equals the target's greedy output. per_position[i] is the share of rounds that \
+            kept the (i+1)-th proposal. c is draft/target parameters (mbsu) or weight bytes (mbsu_bytes).
+            """)
+
+    @Option(help: "The target: .gguf, Hugging Face directory, checkpoint or run directory (runs on the CPU).")
+    var target: String
+    @Option(help: "The draft: .gguf, Hugging Face directory, .h5 checkpoint or run directory.") var draft: String
+    @Option(help: "A JSONL prompt file ({\"id\",\"set\",\"prompt\"} or {\"id\",\"set\",\"messages\"}).") var prompts: String
+    @Option(help: "Draft tokens proposed per target pass.") var gamma = 3
+    @Option(help: "Sampling temperature (0: greedy).") var temperature: Float = 0.6
+    @Option(help: "Keep the k most likely tokens (0: off).") var topK = 0
+    @Option(help: "Nucleus mass (1: off).") var topP: Float = 1
+    @Option(help: "New tokens per prompt at most.") var maxNewTokens = 128
+    @Option(help: "Sampling seed; each prompt derives its own streams from it.") var seed: UInt64 = 0
+    @Option(help: "The draft's device: cpu or hpu.") var device = "cpu"
+    @Flag(help: "Render raw prompts as a user turn through the target's chat template.") var chat = false
+    @Flag(help: "One JSON object: overall, sets, prompts.") var json = false
+
+    func run() throws {
+        do {
+            try speculate()
+        } catch {
+            exitOnError(error)
+        }
+    }
+
+    private func speculate() throws {
+        let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        try sampling.validate()
+        guard gamma >= 1 else { throw InputError("--gamma: expected an integer >= 1, got \(gamma)") }
+        guard maxNewTokens >= 1 else { throw InputError("--max-new-tokens: expected an integer >= 1, got \(maxNewTokens)") }
+        let entries = try readPromptFile(prompts)
+        guard !entries.isEmpty else { throw InputError("--prompts \(prompts): no prompts in the file") }
+
+        let targetDevice = CPUDevice()
+        let draftDevice = try makeInferenceDevice(device)
+        let targetModel = try loadModel(target, device: targetDevice)
+        let draftModel = try loadModel(draft, device: draftDevice)
+        guard targetModel.tokenizer.fingerprint == draftModel.tokenizer.fingerprint else {
+            throw InputError("--draft \(draft) and --target \(target): different tokenizers (fingerprints \(draftModel.tokenizer.fingerprint.prefix(16))... and \(targetModel.tokenizer.fingerprint.prefix(16))...); a draft must share its target's vocabulary")
+        }
+        let tokens = try entries.map { try targetModel.promptTokens($0, chat: chat) }
+        let context = min(targetModel.config.contextLength, draftModel.config.contextLength)
+        for (entry, ids) in zip(entries, tokens) where ids.count + maxNewTokens + gamma > context {
+            throw InputError("\(prompts): prompt '\(entry.id)' has \(ids.count) tokens; with --max-new-tokens \(maxNewTokens) and --gamma \(gamma) it exceeds the context of \(context) (target \(targetModel.config.contextLength), draft \(draftModel.config.contextLength))")
+        }
+        let capacity = (tokens.map(\.count).max() ?? 1) + maxNewTokens + gamma
+        let targetEngine = try DecoderEngine(config: targetModel.config, weights: targetModel.weights, device: targetDevice)
+        let draftEngine = try DecoderEngine(config: draftModel.config, weights: draftModel.weights, device: draftDevice)
+        let decoder = try SpeculativeDecoder(target: targetEngine, draft: draftEngine, gamma: gamma, sampling: sampling,
+                                             capacity: capacity)
+        let plainCache = try KVCache(config: targetModel.config, device: targetEngine.device, slotCount: 1, capacity: capacity)
+        let stops = Set(targetModel.config.eosTokenIDs)
+
+        struct Row { var set: String; var plain: SpeculativeSequence; var spec: SpeculativeSequence }
+        var rows: [Row] = []
+        let started = Date()
+        for (index, (entry, ids)) in zip(entries, tokens).enumerated() {
+            let promptSeed = seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+            let plain = try plainDecode(engine: targetEngine, cache: plainCache, prompt: ids, maxNewTokens: maxNewTokens,
+                                        stopTokens: stops, sampling: sampling, seed: promptSeed)
+            let spec = try decoder.generate(prompt: ids, maxNewTokens: maxNewTokens, stopTokens: stops, seed: promptSeed)
+            rows.append(Row(set: entry.set ?? "default", plain: plain, spec: spec))
+            if !json, isatty(STDERR_FILENO) != 0 {
+                let elapsed = Date().timeIntervalSince(started)
+                let eta = elapsed / Double(index + 1) * Double(entries.count - index - 1)
+                FileHandle.standardError.write(Data(String(format: "\r%d/%d prompts, eta %@   ", index + 1, entries.count,
+                                                           formatDuration(eta)).utf8))
+            }
+        }
+        if !json, isatty(STDERR_FILENO) != 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+
+        let c = Double(draftModel.parameterCount) / Double(max(targetModel.parameterCount, 1))
+        let cBytes = Double(draftModel.weightBytes) / Double(max(targetModel.weightBytes, 1))
+        func report(_ subset: [Row]) -> SpeculationReport {
+            SpeculationReport(prompts: subset.count, gamma: gamma,
+                              counts: subset.reduce(SpeculationCounts(gamma: gamma)) { $0 + $1.spec.counts },
+                              plainTokens: subset.reduce(0) { $0 + $1.plain.outputIDs.count },
+                              plainSeconds: subset.reduce(0) { $0 + $1.plain.seconds },
+                              specTokens: subset.reduce(0) { $0 + $1.spec.outputIDs.count },
+                              specSeconds: subset.reduce(0) { $0 + $1.spec.seconds },
+                              parameterRatio: c, byteRatio: cBytes)
+        }
+        let setNames = rows.map(\.set).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let overall = report(rows)
+        let sets = setNames.map { name in (name, report(rows.filter { $0.set == name })) }
+
+        if json {
+            let object: [String: Any] = [
+                "target": targetModel.source, "draft": draftModel.source, "gamma": gamma,
+                "temperature": Double(temperature), "max_new_tokens": maxNewTokens, "seed": seed,
+                "overall": overall.json,
+                "sets": Dictionary(uniqueKeysWithValues: sets.map { ($0.0, $0.1.json) }),
+                "prompts": zip(entries, rows).map { entry, row -> [String: Any] in
+                    ["id": entry.id, "set": row.set, "output_ids": row.spec.outputIDs.map(Int.init),
+                     "proposed": row.spec.counts.proposed, "accepted": row.spec.counts.accepted,
+                     "plain_output_ids": row.plain.outputIDs.map(Int.init)]
+                },
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            return
+        }
+        print("target \(targetModel.source) (\(targetModel.parameterCount.formatted()) parameters)")
+        print("draft  \(draftModel.source) (\(draftModel.parameterCount.formatted()) parameters); c = \(String(format: "%.4f", c)) by parameters, \(String(format: "%.4f", cBytes)) by weight bytes")
+        print("gamma \(gamma), temperature \(temperature), \(entries.count) prompts, up to \(maxNewTokens) new tokens each")
+        print(SpeculationTable.render(sets + [("overall", overall)]))
+        if let breakEven = overall.breakEvenAcceptance {
+            print(String(format: "measured cost ratio (draft step / target step) %.3f: speculation pays above an acceptance of %.3f at gamma %d",
+                         overall.measuredCostRatio, breakEven, gamma))
+        } else {
+            print(String(format: "measured cost ratio (draft step / target step) %.3f: too slow a draft to pay at gamma %d at any acceptance",
+                         overall.measuredCostRatio, gamma))
+        }
+    }
+}
+
+/// The terminal table of `speculate`.
+enum SpeculationTable {
+    static func render(_ rows: [(String, SpeculationReport)]) -> String {
+        var lines = [String(format: "%-14@ %7@ %10@ %6@ %-20@ %6@ %10@ %10@ %7@ %8@ %8@",
+                            "set", "prompts", "acceptance", "tau", "per position", "MBSU", "plain t/s", "spec t/s",
+                            "speedup", "draft s", "target s")]
+        for (name, r) in rows {
+            let positions = r.counts.perPosition.map { String(format: "%.2f", $0) }.joined(separator: " ")
+            lines.append(String(format: "%-14@ %7d %10.3f %6.2f %-20@ %6.2f %10.1f %10.1f %6.2fx %8.2f %8.2f",
+                                name, r.prompts, r.acceptanceRate, r.tau, positions, r.mbsu, r.tokensPerSecondPlain,
+                                r.tokensPerSecondSpec, r.speedup, r.counts.draftSeconds, r.counts.targetSeconds))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,33 @@
+import DraftInference
+import XCTest
+
+final class SpeculationReportTests: XCTestCase {
+    func testFiguresFollowTheirDefinitions() {
+        var counts = SpeculationCounts(gamma: 3)
+        counts.proposed = 30
+        counts.accepted = 15
+        counts.emitted = 25
+        counts.targetPasses = 10
+        counts.proposedAt = [10, 10, 10]
+        counts.acceptedAt = [7, 5, 3]
+        counts.draftSeconds = 0.3
+        let r = SpeculationReport(prompts: 2, gamma: 3, counts: counts, plainTokens: 25, plainSeconds: 2.5,
+                                  specTokens: 25, specSeconds: 1.25, parameterRatio: 0.1, byteRatio: 0.05)
+        XCTAssertEqual(r.acceptanceRate, 0.5)
+        XCTAssertEqual(r.tau, 2.5)
+        XCTAssertEqual(counts.perPosition, [0.7, 0.5, 0.3])
+        XCTAssertEqual(r.mbsu, 2.5 / 1.3, accuracy: 1e-12)
+        XCTAssertEqual(r.mbsuBytes, 2.5 / 1.15, accuracy: 1e-12)
+        XCTAssertEqual(r.speedup, 2, accuracy: 1e-12)
+        // One draft step 0.01 s against one plain target step 0.1 s.
+        XCTAssertEqual(r.measuredCostRatio, 0.1, accuracy: 1e-12)
+    }
+
+    func testBreakEvenAcceptance() throws {
+        // tau(a) = 1 + a + a^2 + a^3 must reach 3c + 1.
+        let a = try XCTUnwrap(SpeculationReport.breakEven(gamma: 3, costRatio: 0.1))
+        XCTAssertEqual(a + a * a + a * a * a, 0.3, accuracy: 1e-9)
+        XCTAssertEqual(SpeculationReport.breakEven(gamma: 3, costRatio: 0) ?? -1, 0, accuracy: 1e-9)
+        XCTAssertNil(SpeculationReport.breakEven(gamma: 3, costRatio: 1.0), "a draft as slow as the target never pays")
+    }
+}

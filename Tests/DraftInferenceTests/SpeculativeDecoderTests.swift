@@ -1,0 +1,171 @@
+import DraftDevice
+import DraftInference
+import DraftModel
+import XCTest
+
+/// Speculative decoding end to end on small in-memory models: lossless at temperature 0 for any draft, and a draft
+/// identical to its target keeps every proposal at any temperature.
+final class SpeculativeDecoderTests: XCTestCase {
+    let device = CPUDevice(threads: 2)
+    let prompts: [[Int32]] = [[5, 17, 3], [42], [9, 9, 60, 1, 33, 2, 71]]
+
+    func greedyReference(_ target: DecoderEngine, _ prompt: [Int32], _ n: Int) throws -> [Int32] {
+        let cache = try KVCache(config: target.config, device: device, slotCount: 1, capacity: 64)
+        return try plainDecode(engine: target, cache: cache, prompt: prompt, maxNewTokens: n, stopTokens: [],
+                               sampling: SamplingParameters(), seed: 0).outputIDs
+    }
+
+    func testGreedyOutputEqualsTheTargetsForAnyDraft() throws {
+        let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        let drafts = [("random draft", try engine(for: makeTinyDraft(device: device, seed: 99, maxSeqLen: 64))),
+                      ("target as its own draft", try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64)))]
+        for (name, draft) in drafts {
+            for gamma in [1, 3, 5] {
+                let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: gamma,
+                                                     sampling: SamplingParameters(), capacity: 64)
+                var counts = SpeculationCounts(gamma: gamma)
+                for prompt in prompts {
+                    let spec = try decoder.generate(prompt: prompt, maxNewTokens: 24, stopTokens: [], seed: 1)
+                    XCTAssertEqual(spec.outputIDs, try greedyReference(target, prompt, 24), "\(name), gamma \(gamma)")
+                    counts = counts + spec.counts
+                }
+                if name == "target as its own draft" {
+                    XCTAssertEqual(counts.accepted, counts.proposed, "gamma \(gamma): the target must accept itself")
+                } else {
+                    XCTAssertLessThan(counts.acceptanceRate, 0.9, "a random draft should disagree somewhere")
+                }
+                XCTAssertEqual(counts.emitted, counts.accepted + counts.targetPasses)
+            }
+        }
+    }
+
+    func testTargetAsItsOwnDraftAcceptsEverythingWhenSampling() throws {
+        let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        let draft = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: 3,
+                                             sampling: SamplingParameters(temperature: 0.8), capacity: 64)
+        var counts = SpeculationCounts(gamma: 3)
+        for (i, prompt) in prompts.enumerated() {
+            counts = counts + (try decoder.generate(prompt: prompt, maxNewTokens: 30, stopTokens: [], seed: UInt64(i))).counts
+        }
+        print("target as its own draft at T 0.8: accepted \(counts.accepted) of \(counts.proposed), tau \(counts.tau)")
+        // Equal weights on one device compute equal logits, so p == q exactly and min(1, p/q) = 1.
+        XCTAssertEqual(counts.accepted, counts.proposed)
+        XCTAssertEqual(counts.perPosition, [1, 1, 1])
+    }
+
+    func testSampledRunsAreReproducibleFromTheSeed() throws {
+        let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        let draft = try engine(for: makeTinyDraft(device: device, seed: 99, maxSeqLen: 64))
+        let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: 3,
+                                             sampling: SamplingParameters(temperature: 1), capacity: 64)
+        let a = try decoder.generate(prompt: prompts[0], maxNewTokens: 20, stopTokens: [], seed: 5)
+        let b = try decoder.generate(prompt: prompts[0], maxNewTokens: 20, stopTokens: [], seed: 5)
+        let c = try decoder.generate(prompt: prompts[0], maxNewTokens: 20, stopTokens: [], seed: 6)
+        XCTAssertEqual(a.outputIDs, b.outputIDs)
+        XCTAssertEqual(a.counts.accepted, b.counts.accepted)
+        XCTAssertNotEqual(a.outputIDs, c.outputIDs)
+        XCTAssertEqual(a.outputIDs.count, 20)
+    }
+
+    func testStopTokenEndsTheSequence() throws {
+        let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        let plain = try greedyReference(target, prompts[0], 24)
+        let stop = plain[5]
+        let firstStop = plain.firstIndex(of: stop)!
+        let decoder = try SpeculativeDecoder(target: target, draft: target, gamma: 3, sampling: SamplingParameters(),
+                                             capacity: 64)
+        let spec = try decoder.generate(prompt: prompts[0], maxNewTokens: 24, stopTokens: [stop], seed: 0)
+        XCTAssertEqual(spec.outputIDs, Array(plain.prefix(firstStop)))
+        XCTAssertEqual(spec.finishReason, .eos)
+    }
+
+    func testBadInput() throws {
+        let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        XCTAssertThrowsError(try SpeculativeDecoder(target: target, draft: target, gamma: 0,
+                                                    sampling: SamplingParameters(), capacity: 64)) { error in
+            XCTAssertTrue("\(error)".contains("--gamma"))
+        }
+        let decoder = try SpeculativeDecoder(target: target, draft: target, gamma: 3, sampling: SamplingParameters(),
+                                             capacity: 32)
+        XCTAssertThrowsError(try decoder.generate(prompt: [Int32](repeating: 1, count: 20), maxNewTokens: 20,
+                                                  stopTokens: [], seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("context"), "\(error)")
+        }
+    }
+}
+
+/// Losslessness when sampling, through the real engine: a 12-token target and a different draft; the joint
+/// distribution of the first two emitted tokens must equal the target's own, `p(x1) p(x2 | x1)`, by a chi-square test
+/// (cells with an expected count below 5 pooled). `SpeculativeVerificationTests` shows the same test rejects broken
+/// acceptance rules.
+final class SpeculativeSamplingDistributionTests: XCTestCase {
+    func testSpeculativeSamplesHaveTheTargetsJointDistribution() throws {
+        let device = CPUDevice(threads: 1)
+        func model(seed: UInt64, scale: Float) throws -> LlamaModel {
+            let config = ModelConfig(vocabSize: 12, dim: 32, layers: 1, heads: 4, kvHeads: 2, ffnDim: 64, maxSeqLen: 16)
+            let m = try LlamaModel(config: config, device: device)
+            try m.initializeParameters(seed: seed)
+            try m.setParameters(try m.readParameters().map { $0 * scale })
+            return m
+        }
+        // A related draft (a blend of the target's weights and another model's) is kept often, not always.
+        let targetModel = try model(seed: 3, scale: 6), other = try model(seed: 4, scale: 6)
+        let draftModel = try model(seed: 3, scale: 1)
+        let blend = zip(try targetModel.readParameters(), try other.readParameters()).map { 0.9 * $0 + 0.1 * $1 }
+        try draftModel.setParameters(blend)
+        let target = try engine(for: targetModel)
+        let draft = try engine(for: draftModel)
+        let prompt: [Int32] = [1, 7]
+        let temperature: Float = 1
+
+        // The exact joint distribution from the target's own logits.
+        func distribution(_ context: [Int32]) throws -> [Double] {
+            let cache = try KVCache(config: target.config, device: device, slotCount: 1, capacity: 16)
+            let logits = try target.forward([SequenceChunk(slot: 0, tokens: context, start: 0)], cache: cache, select: .lastRow)
+            let row = Array(logits.row(0)).map { Double($0 / temperature) }
+            let m = row.max()!
+            let e = row.map { exp($0 - m) }
+            let s = e.reduce(0, +)
+            return e.map { $0 / s }
+        }
+        let first = try distribution(prompt)
+        var expected = [Double]()
+        for a in 0..<12 {
+            let second = try distribution(prompt + [Int32(a)])
+            expected += second.map { first[a] * $0 }
+        }
+
+        let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: 3,
+                                             sampling: SamplingParameters(temperature: temperature), capacity: 16)
+        let samples = 20_000
+        var counts = [Int](repeating: 0, count: 144)
+        var totals = SpeculationCounts(gamma: 3)
+        for i in 0..<samples {
+            let run = try decoder.generate(prompt: prompt, maxNewTokens: 4, stopTokens: [], seed: UInt64(i) &* 7919 &+ 1)
+            counts[Int(run.outputIDs[0]) * 12 + Int(run.outputIDs[1])] += 1
+            totals = totals + run.counts
+        }
+        var statistic = 0.0, cells = 0, pooledObserved = 0.0, pooledExpected = 0.0
+        for cell in 0..<144 {
+            let e = expected[cell] * Double(samples), o = Double(counts[cell])
+            if e < 5 {
+                pooledObserved += o
+                pooledExpected += e
+                continue
+            }
+            statistic += (o - e) * (o - e) / e
+            cells += 1
+        }
+        if pooledExpected > 0 {
+            statistic += (pooledObserved - pooledExpected) * (pooledObserved - pooledExpected) / pooledExpected
+            cells += 1
+        }
+        let pValue = ChiSquare.survival(statistic, degreesOfFreedom: Double(cells - 1))
+        print(String(format: "engine chi-square: %.1f over %d cells, p-value %.3f, acceptance %.3f",
+                     statistic, cells, pValue, totals.acceptanceRate))
+        XCTAssertGreaterThan(pValue, 1e-3)
+        XCTAssertGreaterThan(totals.acceptanceRate, 0.05, "the draft must be kept sometimes for the test to mean much")
+        XCTAssertLessThan(totals.acceptanceRate, 0.95, "and rejected sometimes")
+    }
+}
