@@ -1,5 +1,7 @@
+import DraftCheckpoint
 import DraftDevice
 import DraftErrors
+import DraftTokenizer
 import Foundation
 
 /// Loads any model SwiftDraft runs, by what `path` is: a `.gguf` file (a target, quantized weights), a Hugging Face
@@ -29,7 +31,7 @@ public func loadModel(_ path: String, device: any Device) throws -> LoadedModel 
 }
 
 /// The loaders behind `loadModel`, one per kind of model; each kind's loader lives with its format (GGUF and Hugging
-/// Face: the model loaders; checkpoints: the checkpoint codec). Until a loader is merged its kind is refused here.
+/// Face: the model loaders; checkpoints: the checkpoint codec).
 enum ModelSources {
     static func gguf(path: String, device: any Device) throws -> LoadedModel {
         try loadGGUFModel(path: path, device: device)
@@ -39,7 +41,19 @@ enum ModelSources {
         try loadHFModel(directory: directory, device: device)
     }
 
+    /// A draft: its weights stay in the checkpoint model's flat buffer (views, no copy), its tokenizer is the one
+    /// its training config named, which must still be the tokenizer it was trained with.
     static func checkpoint(path: String, device: any Device) throws -> LoadedModel {
-        throw InputError("--model \(path): SwiftDraft checkpoints are not yet supported by this build")
+        let checkpoint = try loadModelCheckpoint(path: path, device: device)
+        let tokenizer = try loadTokenizer(checkpoint.tokenizer)
+        guard tokenizer.fingerprint == checkpoint.tokenizerFingerprint else {
+            throw InputError("--model \(checkpoint.url.path): its tokenizer \(checkpoint.tokenizer) now has fingerprint \(tokenizer.fingerprint.prefix(12)), not the \(checkpoint.tokenizerFingerprint.prefix(12)) the draft was trained with")
+        }
+        let config = DecoderConfig(model: checkpoint.config, bosTokenID: tokenizer.bosTokenID,
+                                   eosTokenIDs: [tokenizer.eosTokenID])
+        let parameters = checkpoint.config.parameterCount
+        return LoadedModel(config: config, weights: DecoderWeights(llama: checkpoint.model), tokenizer: tokenizer,
+                           chatTemplate: nil, source: "\(checkpoint.url.path) (checkpoint step \(checkpoint.step))",
+                           parameterCount: parameters, weightBytes: 4 * parameters)
     }
 }
