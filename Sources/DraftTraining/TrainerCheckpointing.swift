@@ -104,7 +104,7 @@ extension Trainer {
 
     /// The tokenizer spec as `generate` or `export` will need it from another working directory: a relative file path
     /// made absolute against this process's one (`bytes` and absolute paths as they are).
-    static func recordedTokenizerSpec(_ spec: String) -> String {
+    public static func recordedTokenizerSpec(_ spec: String) -> String {
         guard spec != "bytes", !spec.hasPrefix("/") else { return spec }
         return URL(fileURLWithPath: spec).standardizedFileURL.path
     }

@@ -47,7 +47,7 @@ struct Generate: ParsableCommand {
         }
         let compute = try makeInferenceDevice(device)
         let loaded = try loadModel(model, device: compute)
-        let promptTokens = try entries.map { try tokens(of: $0, model: loaded) }
+        let promptTokens = try entries.map { try loaded.promptTokens($0, chat: chat) }
         let contextLength = loaded.config.contextLength
         for (entry, tokens) in zip(entries, promptTokens) where tokens.count > contextLength {
             throw InputError("prompt '\(entry.id)' has \(tokens.count) tokens, longer than the model's context of \(contextLength)")
@@ -78,27 +78,6 @@ struct Generate: ParsableCommand {
                 print(text)
             }
         }
-    }
-
-    /// The prompt's token ids: a conversation through the chat template (its text carries any BOS), raw text with BOS
-    /// when the model adds it.
-    private func tokens(of entry: PromptEntry, model: LoadedModel) throws -> [Int32] {
-        let messages: [ChatMessage]
-        switch entry.content {
-        case .text(let text) where !chat:
-            let ids = model.tokenizer.encode(text)
-            if model.config.addsBOS, let bos = model.config.bosTokenID { return [bos] + ids }
-            guard !ids.isEmpty else { throw InputError("prompt '\(entry.id)' is empty") }
-            return ids
-        case .text(let text): messages = [ChatMessage(role: "user", content: text)]
-        case .messages(let turns): messages = turns
-        }
-        guard let source = model.chatTemplate else {
-            throw InputError("--chat: \(model.source) has no chat template (no tokenizer.chat_template / tokenizer_config.json chat_template)")
-        }
-        let bosText = model.config.bosTokenID.map { model.tokenizer.decode([$0]) }
-        let template = try ChatTemplate(template: source, bosToken: bosText)
-        return model.tokenizer.encode(template.render(messages))
     }
 }
 

@@ -2,7 +2,7 @@ import DraftCheckpoint
 import DraftDevice
 import DraftDistributed
 import DraftModel
-@testable import DraftTraining
+import DraftTraining
 import Foundation
 import XCTest
 
