@@ -16,15 +16,16 @@ enum ReferenceJSON {
         case .array(let a):
             XCTAssertEqual(entry["count"] as? Int, a.count, key, file: file, line: line)
             XCTAssertEqual(entry["element_type"] as? Int, Int(a.elementType.rawValue), key, file: file, line: line)
+            if case .array = a { return }  // gguf's reader flattens nested arrays: only the header is comparable
             let refList = ref as? [Any] ?? []
             let ours: [Any]
             switch a {
             case .string(let s): ours = s
-            case .bool(let b): ours = b
+            case .bool(let b): ours = b.map { NSNumber(value: $0) }  // JSON booleans arrive as NSNumbers
             case .float32(let f): ours = f.map { NSNumber(value: $0.bitPattern) }
             case .float64(let f): ours = f.map { NSNumber(value: $0.bitPattern) }
             case .uint64(let u): ours = u.map { NSNumber(value: $0) }
-            case .array: return  // the reference cannot show nested arrays
+            case .array: return
             default: ours = (a.integers ?? []).map { NSNumber(value: $0) }
             }
             XCTAssertEqual(refList.count, min(ours.count, refList.count), key, file: file, line: line)

@@ -21,9 +21,11 @@ def field_entry(field, max_array):
     main = field.types[0]
     entry = {"key": field.name, "type": int(main)}
     if main == GGUFValueType.ARRAY:
-        entry["element_type"] = int(field.types[-1]) if len(field.types) > 1 else None
-        entry["count"] = len(field.data)
-        if len(field.types) > 2:  # arrays of arrays: the reader has no contents() for them
+        # The array header (parts 3 and 4, after the key length, key and value type), exact even for empty arrays,
+        # whose `types` lack the element type.
+        entry["element_type"] = int(field.parts[3][0])
+        entry["count"] = int(field.parts[4][0])
+        if entry["element_type"] == GGUFValueType.ARRAY:  # arrays of arrays: the reader flattens them
             entry["value"] = None
             return entry
         values = field.contents(slice(0, max_array))
