@@ -11,13 +11,16 @@ swift build -c release --product swiftdraft
 bin=.build/release/swiftdraft
 cache="${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}"
 # The config names the tokenizer by a path inside the repo (data/ is ignored by git), so it does not depend on where
-# the cache lives; the copy has the same SHA-256, so shards and checkpoints agree with the cached file.
+# the cache lives. tokenizer_config.json goes with it: it names the instruct model's end-of-turn token as EOS, which is
+# part of the tokenizer's identity, so the copy is the same tokenizer as the target's GGUF (speculate checks that).
 mkdir -p data/smollm2
-if ! cmp -s "$cache/tokenizers/smollm2/tokenizer.json" data/smollm2/tokenizer.json; then
-    cp "$cache/tokenizers/smollm2/tokenizer.json" data/smollm2/tokenizer.json.tmp
-    mv data/smollm2/tokenizer.json.tmp data/smollm2/tokenizer.json
-    rm -rf data/shakespeare-smollm2 data/cpython-smollm2
-fi
+for file in tokenizer.json tokenizer_config.json; do
+    if ! cmp -s "$cache/tokenizers/smollm2/$file" "data/smollm2/$file"; then
+        cp "$cache/tokenizers/smollm2/$file" "data/smollm2/$file.tmp"
+        mv "data/smollm2/$file.tmp" "data/smollm2/$file"
+        rm -rf data/shakespeare-smollm2 data/cpython-smollm2
+    fi
+done
 if [ ! -f data/shakespeare-smollm2/manifest.json ]; then
     "$bin" tokenize --tokenizer data/smollm2/tokenizer.json --input "$cache"/shakespeare/shksprdata/texts/*_gut.txt \
         --output data/shakespeare-smollm2 --val-fraction 0.1

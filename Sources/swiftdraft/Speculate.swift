@@ -134,15 +134,22 @@ struct Speculate: ParsableCommand {
 /// The terminal table of `speculate`.
 enum SpeculationTable {
     static func render(_ rows: [(String, SpeculationReport)]) -> String {
-        var lines = [String(format: "%-14@ %7@ %10@ %6@ %-20@ %6@ %10@ %10@ %7@ %8@ %8@",
-                            "set", "prompts", "acceptance", "tau", "per position", "MBSU", "plain t/s", "spec t/s",
-                            "speedup", "draft s", "target s")]
-        for (name, r) in rows {
-            let positions = r.counts.perPosition.map { String(format: "%.2f", $0) }.joined(separator: " ")
-            lines.append(String(format: "%-14@ %7d %10.3f %6.2f %-20@ %6.2f %10.1f %10.1f %6.2fx %8.2f %8.2f",
-                                name, r.prompts, r.acceptanceRate, r.tau, positions, r.mbsu, r.tokensPerSecondPlain,
-                                r.tokensPerSecondSpec, r.speedup, r.counts.draftSeconds, r.counts.targetSeconds))
+        let header = ["set", "prompts", "acceptance", "tau", "per position", "MBSU", "plain t/s", "spec t/s", "speedup",
+                      "draft s", "target s"]
+        let body = rows.map { name, r -> [String] in
+            [name, "\(r.prompts)", String(format: "%.3f", r.acceptanceRate), String(format: "%.2f", r.tau),
+             r.counts.perPosition.map { String(format: "%.2f", $0) }.joined(separator: " "), String(format: "%.2f", r.mbsu),
+             String(format: "%.1f", r.tokensPerSecondPlain), String(format: "%.1f", r.tokensPerSecondSpec),
+             String(format: "%.2fx", r.speedup), String(format: "%.2f", r.counts.draftSeconds),
+             String(format: "%.2f", r.counts.targetSeconds)]
         }
-        return lines.joined(separator: "\n")
+        let widths = header.indices.map { c in ([header] + body).map { $0[c].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                return c == 0 || c == 4 ? cell + pad : pad + cell
+            }.joined(separator: "  ")
+        }
+        return ([line(header)] + body.map(line)).joined(separator: "\n")
     }
 }
