@@ -33,12 +33,4 @@ public struct ExportSource {
             throw InputError("\(tokenizerPath ?? spec): tokenizer fingerprint \(tokenizer.fingerprint.prefix(16))... differs from the checkpoint's \(checkpoint.tokenizerFingerprint.prefix(16))... (\(checkpoint.url.path))")
         }
     }
-
-    /// Every tensor of the draft by Hugging Face name, in the parameter layout's order, as row-major floats.
-    func tensors() throws -> [(name: String, shape: [Int], values: [Float])] {
-        let parameters = try checkpoint.model.readParameters()
-        return checkpoint.model.layout.slots.map { slot in
-            (slot.name, slot.shape, Array(parameters[slot.offset..<(slot.offset + slot.count)]))
-        }
-    }
 }

@@ -52,9 +52,13 @@ public func exportHuggingFace(_ source: ExportSource, dtype: HuggingFaceDType, o
         ]
         try writeJSON(hfConfig, to: out.file("config.json"))
 
-        let tensors = try source.tensors()
-        try withBuffers(tensors.map(\.values)) { buffers in
-            let entries = zip(tensors, buffers).map { (name: $0.name, shape: $0.shape, values: $1) }
+        // Every tensor is a slice of the flat parameter buffer, written straight from it.
+        let parameters = try source.checkpoint.model.readParameters()
+        try parameters.withUnsafeBufferPointer { flat in
+            let entries = source.checkpoint.model.layout.slots.map { slot in
+                (name: slot.name, shape: slot.shape,
+                 values: UnsafeBufferPointer(rebasing: flat[slot.offset..<(slot.offset + slot.count)]))
+            }
             try SafeTensorsFile.write(entries, metadata: ["format": "pt"], dtype: dtype.safetensors,
                                       to: out.file("model.safetensors"))
         }
@@ -104,12 +108,4 @@ func modelCard(_ source: ExportSource, format: String) -> String {
 func writeJSON(_ object: Any, to url: URL) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     try (data + Data("\n".utf8)).write(to: url)
-}
-
-func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
-    func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
-        if i == arrays.count { return try body(acc) }
-        return try arrays[i].withUnsafeBufferPointer { try go(i + 1, acc + [$0]) }
-    }
-    return try go(0, [])
 }

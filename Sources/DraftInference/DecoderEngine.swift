@@ -1,5 +1,6 @@
 import DraftDevice
 import DraftErrors
+import DraftModel
 import Foundation
 
 /// New tokens of one sequence for a forward: they occupy positions `start..<start + tokens.count` of cache slot
@@ -86,17 +87,8 @@ public final class DecoderEngine {
             return p
         }
         do {
-            // Angles as Hugging Face forms them: float32 position times float32 inverse frequency.
-            let half = config.headDim / 2
-            var cosTable = [Float](repeating: 0, count: config.contextLength * half)
-            var sinTable = cosTable
-            for t in 0..<config.contextLength {
-                for i in 0..<half {
-                    let angle = Float(t) * config.ropeInverseFrequencies[i]
-                    cosTable[t * half + i] = Foundation.cos(angle)
-                    sinTable[t * half + i] = Foundation.sin(angle)
-                }
-            }
+            let (cosTable, sinTable) = RotaryTables.tables(inverseFrequencies: config.ropeInverseFrequencies,
+                                                           positions: config.contextLength)
             let cosPointer = try buffer(cosTable.count), sinPointer = try buffer(sinTable.count)
             try cosTable.withUnsafeBufferPointer { try device.copyToDevice($0, cosPointer) }
             try sinTable.withUnsafeBufferPointer { try device.copyToDevice($0, sinPointer) }

@@ -1,6 +1,7 @@
 import DraftDevice
 import Foundation
 import DraftFormats
+import DraftModel
 
 /// The shape and numerics of a decoder-only transformer as inference needs them, whatever file it came from
 /// (GGUF metadata, a Hugging Face `config.json`, a SwiftDraft checkpoint's model config).
@@ -43,9 +44,10 @@ public struct DecoderConfig: Sendable, Equatable {
         self.eosTokenIDs = eosTokenIDs
     }
 
-    /// Plain rotary inverse frequencies `1 / theta^(2i/headDim)`, computed in float32 as Hugging Face does.
+    /// Plain rotary inverse frequencies `1 / theta^(2i/headDim)`, computed in float32 as Hugging Face does (the
+    /// training model's own, `RotaryTables`).
     public static func ropeInverseFrequencies(theta: Double, headDim: Int) -> [Float] {
-        (0..<(headDim / 2)).map { i in Float(1 / pow(theta, Double(2 * i) / Double(headDim))) }
+        RotaryTables.inverseFrequencies(theta: theta, headDim: headDim)
     }
 }
 

@@ -165,12 +165,8 @@ public final class SpeculativeDecoder {
                                                 probabilities: UnsafeMutableBufferPointer(rebasing: row[0..<logits.vocab]))
                     }
                 }
-                outcome = withRows(q, count: proposals.count) { qRows in
-                    withRows(p, count: proposals.count + 1) { pRows in
-                        SpeculativeVerifier.verify(proposals: proposals, draft: qRows, target: pRows,
-                                                   uniform: { uniforms.nextUnitInterval() })
-                    }
-                }
+                outcome = SpeculativeVerifier.verify(proposals: proposals, draft: q, target: p,
+                                                     uniform: { uniforms.nextUnitInterval() })
             }
             counts.targetSeconds += monotonicSeconds() - targetStart
 
@@ -201,14 +197,6 @@ public final class SpeculativeDecoder {
         }
         if output.count >= maxNewTokens { finish = .length }
         return SpeculativeSequence(outputIDs: output, finishReason: finish, counts: counts, seconds: monotonicSeconds() - start)
-    }
-
-    private func withRows<R>(_ rows: [[Float]], count: Int, _ body: ([UnsafeBufferPointer<Float>]) -> R) -> R {
-        func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) -> R {
-            if i == count { return body(acc) }
-            return rows[i].withUnsafeBufferPointer { go(i + 1, acc + [$0]) }
-        }
-        return go(0, [])
     }
 }
 

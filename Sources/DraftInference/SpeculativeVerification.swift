@@ -35,10 +35,10 @@ public struct VerificationOutcome: Equatable, Sendable {
 /// residual is normalised by its own sum). A draft whose head covers only a subset of the vocabulary passes `q` with
 /// zeros outside the subset: proposals never come from there, and the residual gives those tokens their whole `p`.
 public enum SpeculativeVerifier {
-    /// Decides one round. `draft[i]` is `q_{i+1}` and `target[i]` is `p_{i+1}`; `target` has one row more than
-    /// `proposals` (the bonus distribution). `uniform()` returns independent uniforms in (0, 1).
-    public static func verify(proposals: [Int32], draft: [UnsafeBufferPointer<Float>],
-                              target: [UnsafeBufferPointer<Float>],
+    /// Decides one round. `draft[i]` is `q_{i+1}` and `target[i]` is `p_{i+1}`; `target` has at least one row more
+    /// than `proposals` (row `proposals.count` is the bonus distribution; rows past the ones used are ignored).
+    /// `uniform()` returns independent uniforms in (0, 1).
+    public static func verify(proposals: [Int32], draft: [[Float]], target: [[Float]],
                               uniform: () -> Double) -> VerificationOutcome {
         for (i, token) in proposals.enumerated() {
             let t = Int(token)
@@ -57,8 +57,7 @@ public enum SpeculativeVerifier {
 
     /// A draw from `norm(max(0, p - q))`. When the residual has no mass (p <= q everywhere up to rounding, which only
     /// happens when p and q agree), the draw falls back to `p` itself, which is then the exact answer.
-    static func sampleResidual(target p: UnsafeBufferPointer<Float>, draft q: UnsafeBufferPointer<Float>,
-                               uniform u: Double) -> Int32 {
+    static func sampleResidual(target p: [Float], draft q: [Float], uniform u: Double) -> Int32 {
         var total = 0.0
         for j in 0..<p.count { total += max(0, Double(p[j]) - Double(q[j])) }
         guard total > 0 else { return sample(p, uniform: u) }
@@ -75,12 +74,13 @@ public enum SpeculativeVerifier {
     }
 
     /// A draw from an unnormalised probability row by inversion.
-    public static func sample(_ row: UnsafeBufferPointer<Float>, uniform u: Double) -> Int32 {
+    public static func sample<Row: RandomAccessCollection>(_ row: Row, uniform u: Double) -> Int32
+    where Row.Element == Float, Row.Index == Int {
         var total = 0.0
         for value in row { total += Double(value) }
         let threshold = u * total
         var running = 0.0, last = 0
-        for j in 0..<row.count where row[j] > 0 {
+        for j in row.indices where row[j] > 0 {
             running += Double(row[j])
             last = j
             if running > threshold { return Int32(j) }

@@ -46,19 +46,10 @@ public final class LlamaModel {
         self.device = device
         parameters = try device.allocate(Float.self, count: layout.count)
         gradients = try device.allocate(Float.self, count: layout.count)
-        // Hugging Face computes the rotary tables in float32 from inv_freq = 1 / theta^(2i/d); doing the same here
-        // keeps logits within rounding of the reference.
-        let half = config.headDim / 2
-        var cosTable = [Float](repeating: 0, count: config.maxSeqLen * half)
-        var sinTable = cosTable
-        for i in 0..<half {
-            let inverseFrequency = Float(1 / pow(config.ropeTheta, Double(2 * i) / Double(config.headDim)))
-            for t in 0..<config.maxSeqLen {
-                let angle = Float(t) * inverseFrequency
-                cosTable[t * half + i] = cos(angle)
-                sinTable[t * half + i] = sin(angle)
-            }
-        }
+        // Hugging Face computes the rotary tables in float32; doing the same keeps logits within rounding of it.
+        let (cosTable, sinTable) = RotaryTables.tables(
+            inverseFrequencies: RotaryTables.inverseFrequencies(theta: config.ropeTheta, headDim: config.headDim),
+            positions: config.maxSeqLen)
         ropeCos = try device.upload(cosTable)
         ropeSin = try device.upload(sinTable)
     }

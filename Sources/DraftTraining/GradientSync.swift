@@ -45,7 +45,6 @@ final class GradientSync {
     deinit { staging?.deallocate() }
 
     var overlap: Bool { reducer.overlap }
-    var isStaged: Bool { staging != nil }
 
     /// What backward calls with overlap on (nil without: the whole reduction runs in `finish()`).
     var readyHandler: ((Int) throws -> Void)? {

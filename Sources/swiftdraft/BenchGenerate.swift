@@ -18,14 +18,14 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Prompt length in tokens.") var promptTokens = 16
     @Option(help: "New tokens per sequence.") var newTokens = 32
     @Option(help: "Sampling temperature (0 is greedy).") var temperature: Float = 1
-    @Option(help: "cpu or hpu.") var device = "cpu"
+    @OptionGroup var deviceOptions: DeviceOptions
     @Flag(help: "One JSON object per batch size.") var json = false
     @Flag(help: "Time every kernel (each waits for the device) and print the table after each batch size.")
     var profile = false
 
     func run() throws {
         do {
-            let base = try makeInferenceDevice(device)
+            let base = try makeInferenceDevice(deviceOptions.device)
             let profiler = profile ? InstrumentedDevice(wrapping: base, checkFinite: false) : nil
             let compute: any Device = profiler ?? base
             let (config, weights, name) = try loadBenchModel(device: compute)

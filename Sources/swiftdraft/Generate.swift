@@ -10,7 +10,7 @@ struct Generate: ParsableCommand {
         abstract: "Generate text from a model (a .gguf target, a Hugging Face directory, a checkpoint or run directory).",
         discussion: "Temperature 0 (the default) is greedy. Raw prompts get BOS when the model adds BOS; --chat (or a prompt file's \"messages\") renders the model's chat template. Generation stops at an end-of-sequence token (not printed) or after --max-new-tokens.")
 
-    @Option(help: "The model: .gguf, Hugging Face directory, .h5 checkpoint or run directory.") var model: String
+    @OptionGroup var model: ModelOptions
     @Option(help: "One prompt.") var prompt: String?
     @Option(help: "A JSONL prompt file: {\"id\",\"set\",\"prompt\"} or {\"id\",\"set\",\"messages\":[...]} per line.")
     var prompts: String?
@@ -22,7 +22,6 @@ struct Generate: ParsableCommand {
     @Option(help: "Keep the k most likely tokens (0: off).") var topK = 0
     @Option(help: "Sampling seed (each prompt draws from its own stream derived from it).") var seed: UInt64 = 0
     @Option(help: "Sequences decoded at once (continuous batching).") var batch = 1
-    @Option(help: "cpu or hpu (quantized GGUF weights run on cpu only).") var device = "cpu"
     @Flag(help: "One JSON object per prompt: id, prompt_tokens, output_ids, text, prefill_s, decode_s, decode_tokens_per_s, finish_reason.")
     var json = false
 
@@ -45,8 +44,8 @@ struct Generate: ParsableCommand {
         case (nil, let path?): entries = try readPromptFile(path)
         default: throw InputError("--prompt and --prompts: expected exactly one of them")
         }
-        let compute = try makeInferenceDevice(device)
-        let loaded = try loadModel(model, device: compute)
+        let compute = try makeInferenceDevice(model.device.device)
+        let loaded = try loadModel(model.model, device: compute)
         let promptTokens = try entries.map { try loaded.promptTokens($0, chat: chat) }
         let contextLength = loaded.config.contextLength
         for (entry, tokens) in zip(entries, promptTokens) where tokens.count > contextLength {
@@ -81,11 +80,11 @@ struct Generate: ParsableCommand {
     }
 }
 
-/// The compute device for inference commands.
-func makeInferenceDevice(_ kind: String) throws -> any Device {
-    switch kind {
-    case "cpu": return CPUDevice()
-    case "hpu": return try HPUDevice(pluginPath: nil, module: nil)
-    default: throw InputError("--device: expected cpu or hpu, got '\(kind)'")
+/// The compute device of an inference command (`--device`, the CPU by default). Quantized GGUF weights run on the
+/// CPU only; the HPU module comes from `HABANA_VISIBLE_MODULES` as for training.
+func makeInferenceDevice(_ kind: DeviceKind?) throws -> any Device {
+    switch kind ?? .cpu {
+    case .cpu: return CPUDevice()
+    case .hpu: return try HPUDevice()
     }
 }

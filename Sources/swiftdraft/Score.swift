@@ -9,10 +9,9 @@ struct Score: ParsableCommand {
         abstract: "Perplexity (mean NLL per token) of a text, as llama-perplexity computes it.",
         discussion: "The text is tokenized once (BOS first when the model adds BOS) and cut into whole chunks of --context tokens, the remainder dropped; each chunk runs alone, its first token replaced by BOS when the model adds BOS, and only the second half of each chunk is scored: context - context/2 - 1 predictions per chunk. At least two chunks are needed.")
 
-    @Option(help: "The model: .gguf, Hugging Face directory, .h5 checkpoint or run directory.") var model: String
+    @OptionGroup var model: ModelOptions
     @Option(help: "A UTF-8 text file.") var file: String
     @Option(help: "Tokens per chunk (llama-perplexity's -c).") var context = 512
-    @Option(help: "cpu or hpu (quantized GGUF weights run on cpu only).") var device = "cpu"
     @Flag(help: "One JSON object: tokens (scored), nll (mean, nats), ppl, text_tokens, chunks, context.") var json = false
 
     func run() throws {
@@ -20,8 +19,8 @@ struct Score: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
                 throw InputError("--file \(file): cannot read it as UTF-8 text")
             }
-            let compute = try makeInferenceDevice(device)
-            let loaded = try loadModel(model, device: compute)
+            let compute = try makeInferenceDevice(model.device.device)
+            let loaded = try loadModel(model.model, device: compute)
             var tokens = loaded.tokenizer.encode(text)
             let bos = loaded.config.addsBOS ? loaded.config.bosTokenID : nil
             if let bos { tokens.insert(bos, at: 0) }

@@ -28,7 +28,7 @@ struct Speculate: ParsableCommand {
     @Option(help: "Nucleus mass (1: off).") var topP: Float = 1
     @Option(help: "New tokens per prompt at most.") var maxNewTokens = 128
     @Option(help: "Sampling seed; each prompt derives its own streams from it.") var seed: UInt64 = 0
-    @Option(help: "The draft's device: cpu or hpu.") var device = "cpu"
+    @OptionGroup var draftDevice: DeviceOptions
     @Flag(help: "Render raw prompts as a user turn through the target's chat template.") var chat = false
     @Flag(help: "One JSON object: overall, sets, prompts.") var json = false
 
@@ -49,7 +49,7 @@ struct Speculate: ParsableCommand {
         guard !entries.isEmpty else { throw InputError("--prompts \(prompts): no prompts in the file") }
 
         let targetDevice = CPUDevice()
-        let draftDevice = try makeInferenceDevice(device)
+        let draftDevice = try makeInferenceDevice(self.draftDevice.device)
         let targetModel = try loadModel(target, device: targetDevice)
         let draftModel = try loadModel(draft, device: draftDevice)
         guard targetModel.tokenizer.fingerprint == draftModel.tokenizer.fingerprint else {

@@ -255,12 +255,7 @@ final class QuantizedKernelTests: XCTestCase {
 
     /// Our dequantizer (through the embedding lookup) against `gguf.quants.dequantize`, for every quantized type.
     func testDequantizationMatchesGGUFPython() throws {
-        let cache = ProcessInfo.processInfo.environment["SWIFTDRAFT_CACHE"]
-            ?? (NSHomeDirectory() + "/.cache/swiftdraft")
-        let python = cache + "/venv/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw XCTSkip("no test venv at \(python) (scripts/python-env.sh makes it)")
-        }
+        let python = try LoaderFixtures.python.get()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quant-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -280,16 +275,7 @@ final class QuantizedKernelTests: XCTestCase {
                 raw = np.fromfile(f"{d}/{t}.bin", dtype=np.uint8)
                 quants.dequantize(raw, GGMLQuantizationType(int(t))).astype(np.float32).tofile(f"{d}/{t}.f32")
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, dir.path] + expected.map { "\($0.0.rawValue)" }
-        let stderr = Pipe()
-        process.standardError = stderr
-        try process.run()
-        process.waitUntilExit()
-        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        if message.contains("No module named 'gguf'") { throw XCTSkip("gguf is not installed in \(python)") }
-        XCTAssertEqual(process.terminationStatus, 0, message)
+        _ = try LoaderFixtures.execute(python, ["-c", script, dir.path] + expected.map { "\($0.0.rawValue)" })
         for (type, columns, bytes) in expected {
             let data = try Data(contentsOf: dir.appendingPathComponent("\(type.rawValue).f32"))
             let theirs = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }

@@ -44,12 +44,8 @@ final class SpeculativeVerificationTests: XCTestCase {
         let p = (0...Self.gamma).map { target.rows[Int(contexts[$0])] }
         switch rule {
         case .exact:
-            let outcome = withBuffers(q) { qb in
-                withBuffers(p) { pb in
-                    SpeculativeVerifier.verify(proposals: proposals, draft: qb, target: pb,
-                                               uniform: { rng.nextUnitInterval() })
-                }
-            }
+            let outcome = SpeculativeVerifier.verify(proposals: proposals, draft: q, target: p,
+                                                     uniform: { rng.nextUnitInterval() })
             return Array(proposals.prefix(outcome.accepted)) + [outcome.next]
         case .acceptByInverseRatio, .resampleFromTarget:
             for i in 0..<Self.gamma {
@@ -74,14 +70,6 @@ final class SpeculativeVerificationTests: XCTestCase {
                 SpeculativeVerifier.sample($0, uniform: rng.nextUnitInterval())
             }]
         }
-    }
-
-    func withBuffers<R>(_ rows: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) -> R) -> R {
-        func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) -> R {
-            if i == rows.count { return body(acc) }
-            return rows[i].withUnsafeBufferPointer { go(i + 1, acc + [$0]) }
-        }
-        return go(0, [])
     }
 
     /// Chi-square statistic and its p-value for the first two tokens emitted from token 0, over `samples` runs.
