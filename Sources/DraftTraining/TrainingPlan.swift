@@ -60,6 +60,26 @@ public struct TrainingPlan: Sendable {
         tokensPerSecondPerDevice = tokensPerSecond
     }
 
+    /// The plan as one JSON object (`plan --json`), for scripts: each stage with its first and last global step.
+    public var json: [String: Any] {
+        var next = 1
+        let stageObjects: [[String: Any]] = stages.map { s in
+            defer { next += s.steps }
+            return ["name": s.name, "steps": s.steps, "tokens": s.tokens, "first_step": next, "last_step": next + s.steps - 1]
+        }
+        var object: [String: Any] = [
+            "parameters": parameters, "devices": devices, "tokens_per_step": tokensPerStep,
+            "micro_steps_per_step": microStepsPerStep, "stages": stageObjects,
+            "total_steps": stages.reduce(0) { $0 + $1.steps }, "total_tokens": totalTokens,
+            "flops_per_token": flopsPerToken, "bytes_per_device": totalBytesPerDevice,
+            "device_memory_bytes": deviceMemoryBytes, "time_budget_s": timeBudgetSeconds,
+            "required_tokens_per_s_per_device": requiredTokensPerSecondPerDevice,
+            "fits_memory": fitsMemory, "fits_time": fitsTime,
+        ]
+        if let eta = etaSeconds { object["eta_s"] = eta }
+        return object
+    }
+
     public var report: String {
         func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / 1e9) }
         var lines: [String] = []

@@ -13,6 +13,7 @@ struct Plan: ParsableCommand {
     @Option(name: .customLong("device-memory-gb"), help: "Memory per device; default 96 (Gaudi 2 HBM) for hpu, RAM / devices for cpu.")
     var deviceMemoryGB: Double?
     @OptionGroup var deviceOptions: DeviceOptions
+    @Flag(help: "One JSON object (stages with their first and last global step), for scripts.") var json = false
 
     func validate() throws {
         if let devices, devices <= 0 { throw ValidationError("--devices: expected a positive integer, got \(devices)") }
@@ -43,7 +44,12 @@ struct Plan: ParsableCommand {
             }
             let plan = TrainingPlan(config: config, devices: n, tokensPerSecond: tokensPerSecond,
                                     deviceMemoryBytes: Int(memory))
-            print(plan.report)
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: plan.json, options: [.sortedKeys])
+                FileHandle.standardOutput.write(data + Data("\n".utf8))
+            } else {
+                print(plan.report)
+            }
             if !plan.fitsMemory {
                 FileHandle.standardError.write(Data("warning: \(configuration.config): needs \(plan.totalBytesPerDevice) bytes per device, the device has \(Int(memory))\n".utf8))
             }

@@ -29,6 +29,20 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(plan.etaSeconds!, Double(plan.totalTokens) / (20_000 * 8), accuracy: 1e-6)
     }
 
+    /// `plan --json` gives scripts (the recipe driver) each stage's global step range.
+    func testJSONGivesEachStagesStepRange() throws {
+        let config = repository.appendingPathComponent("configs/phi3-mini-draft-50m.yaml").path
+        let r = try CLI.run(["plan", "--config", config, "--devices", "8", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let plan = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let stages = try XCTUnwrap(plan["stages"] as? [[String: Any]])
+        XCTAssertEqual(stages.map { $0["name"] as? String }, ["pretrain", "code", "align"])
+        XCTAssertEqual(stages.map { $0["first_step"] as? Int }, [1, 4769, 9061])
+        XCTAssertEqual(stages.map { $0["last_step"] as? Int }, [4768, 9060, 9537])
+        XCTAssertEqual(plan["total_steps"] as? Int, 9537)
+        XCTAssertEqual(plan["parameters"] as? Int, 48_540_160)
+    }
+
     func testPlanExitsNonZeroWhenTheScheduleCannotFit() throws {
         let config = repository.appendingPathComponent("configs/phi3-mini-draft-50m.yaml").path
         let fits = try CLI.run(["plan", "--config", config, "--tokens-per-second", "20000"])

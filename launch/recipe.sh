@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# FastDraft's recipe against a real target, end to end and resumable:
+#
+#   launch/recipe.sh RECIPE            e.g. launch/recipe.sh configs/recipes/smollm2-draft-11m.recipe
+#
+# Steps, in order (each one's output is written under $work and the step is skipped on a rerun once complete):
+#   tokenize-text, tokenize-code    the text and code corpora as token shards (the target's tokenizer)
+#   kd-prompts, eval-sets           KD completion prompts from the training texts; evaluation sets held out of all
+#                                   training (scripts/make_prompt_sets.py) plus Magpie instructions the target writes
+#   distill-completions, distill-magpie
+#                                   the target's responses at FastDraft's four temperatures (loss-masked KD shards)
+#   train-pt, train-cp, train-align one training run (the recipe's config), stopped at each stage's last step
+#                                   (`plan --json`), its stage-end checkpoint kept as drafts/<stage>.h5
+#   speculate-pt, speculate-cp, speculate-align
+#                                   acceptance, tau, MBSU and speedup per prompt set after each stage
+#   export, speculate-q8_0          the aligned draft as Q8_0 GGUF (llama.cpp's -md) and HF; measured again as Q8_0
+#   table                           results/table.md from results/*.json
+#
+# A run stopped anywhere (SIGTERM, kill -9, the end of the day) continues with the same command: `train` resumes from
+# its latest checkpoint, `distill` from its responses.jsonl, and a step with a partial output redoes that step only.
+# RECIPE is a bash file of settings (see configs/recipes/); SWIFTDRAFT_BIN overrides the binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "recipe: $*" >&2; exit 2; }
+[[ $# -eq 1 ]] || die "usage: launch/recipe.sh RECIPE (a settings file, e.g. configs/recipes/smollm2-draft-11m.recipe)"
+recipe="$1"
+[[ -f "$recipe" ]] || die "$recipe: no such recipe file"
+
+# Settings and their defaults; the recipe file overrides them.
+cache="${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}"
+name="" config="" work=""
+target="$cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+tokenizer_dir="$cache/tokenizers/smollm2"
+text_inputs=() code_inputs=()
+text_val_fraction=0.05 code_val_fraction=0.02
+kd_text_prompts=200 kd_code_prompts=200 kd_seed=1
+magpie=200 eval_instructions=40
+temperatures="0.6,0.8,1.0,0" kd_max_new_tokens=128 kd_batch=32 kd_top_k=0
+eval_text_prompts=40 eval_code_prompts=164 eval_max_new_tokens=64
+gamma=3 temperature=0.6 export_dtype=q8_0
+# shellcheck source=/dev/null
+source "$recipe"
+[[ -n "$name" && -n "$config" && -n "$work" ]] || die "$recipe: must set name, config and work"
+[[ -f "$config" ]] || die "$recipe: config $config does not exist"
+[[ -f "$target" ]] || die "$recipe: target $target does not exist (scripts/fetch-assets.sh fetches SmolLM2)"
+[[ ${#text_inputs[@]} -gt 0 && ${#code_inputs[@]} -gt 0 ]] || die "$recipe: text_inputs and code_inputs must name inputs"
+
+bin="${SWIFTDRAFT_BIN:-.build/release/swiftdraft}"
+[[ -x "$bin" ]] || die "$bin: not built (swift build -c release --product swiftdraft)"
+python="${SWIFTDRAFT_PYTHON:-$(scripts/python-env.sh)}"
+mkdir -p "$work/.done" "$work/results" "$work/drafts"
+log="$work/recipe.log"
+
+say() { echo "recipe[$name] $(date -u +%H:%M:%S) $*" | tee -a "$log" >&2; }
+done_marker() { echo "$work/.done/$1"; }
+# run_step NAME COMMAND...: skipped when NAME is marked done; the marker is written only after COMMAND succeeds.
+run_step() {
+    local step="$1"; shift
+    if [[ -f "$(done_marker "$step")" ]]; then
+        say "$step: complete, skipped"
+        return 0
+    fi
+    say "$step: running"
+    local started=$SECONDS
+    "$@"
+    date -u +%FT%TZ > "$(done_marker "$step")"
+    say "$step: done in $((SECONDS - started)) s"
+}
+# Writes stdout of a command to FILE atomically (a killed step leaves no half-written result).
+to_file() {
+    local file="$1"; shift
+    "$@" > "$file.tmp"
+    mv "$file.tmp" "$file"
+}
+
+tokenize() {
+    local out="$1" fraction="$2"; shift 2
+    rm -rf "$out"
+    "$bin" tokenize --tokenizer "$tokenizer_dir/tokenizer.json" --input "$@" --output "$out" --val-fraction "$fraction"
+}
+
+make_eval_sets() {
+    rm -rf "$work/eval.tmp" "$work/eval-magpie"
+    "$python" scripts/make_prompt_sets.py --cache "$cache" --output "$work/eval.tmp" \
+        --text-prompts "$eval_text_prompts" --code-prompts "$eval_code_prompts"
+    # Instructions the target writes with its own sampling seed, kept apart from every KD prompt below.
+    "$bin" distill --target "$target" --magpie "$eval_instructions" --temperatures 0 --max-new-tokens 1 \
+        --seed 777 --batch "$kd_batch" --output "$work/eval-magpie"
+    "$python" scripts/recipe_prompts.py instructions --distill "$work/eval-magpie" \
+        --output "$work/eval.tmp/instructions.jsonl"
+    rm -rf "$work/eval"
+    mv "$work/eval.tmp" "$work/eval"
+}
+
+make_kd_prompts() {
+    to_file "$work/kd-prompts.jsonl" "$python" scripts/recipe_prompts.py completions --text "${text_inputs[@]}" \
+        --code "${code_inputs[@]}" --text-prompts "$kd_text_prompts" --code-prompts "$kd_code_prompts" \
+        --seed "$kd_seed" --exclude "$work/eval"
+}
+
+distill() {
+    local out="$1"; shift
+    local extra=()
+    [[ "$kd_top_k" -gt 0 ]] && extra+=(--top-k-logits "$kd_top_k")
+    "$bin" distill --target "$target" "$@" --output "$out" --temperatures "$temperatures" \
+        --max-new-tokens "$kd_max_new_tokens" --batch "$kd_batch" --seed "$kd_seed" "${extra[@]}"
+}
+
+data_paths=(--set "tokenizer=$tokenizer_dir/tokenizer.json" --set "data.sources.text.path=$work/data/text" --set "data.sources.code.path=$work/data/code"
+            --set "data.sources.kd_completions.path=$work/distill/completions"
+            --set "data.sources.kd_instructions.path=$work/distill/magpie")
+
+stage_last_step() {
+    "$bin" plan --config "$config" "${data_paths[@]}" --json \
+        | "$python" -c "import json,sys; print(json.load(sys.stdin)['stages'][$1]['last_step'])"
+}
+
+# Trains to the end of stage INDEX and keeps that stage's checkpoint as drafts/LABEL.h5.
+train_stage() {
+    local index="$1" label="$2" last
+    last="$(stage_last_step "$index")"
+    "$bin" train --config "$config" "${data_paths[@]}" --run-dir "$work/run" --resume auto --max-steps "$last"
+    local checkpoint
+    checkpoint="$(printf '%s/run/checkpoints/step-%08d.h5' "$work" "$last")"
+    [[ -f "$checkpoint" ]] || die "train-$label: $checkpoint was not written"
+    cp "$checkpoint" "$work/drafts/$label.h5.tmp"
+    mv "$work/drafts/$label.h5.tmp" "$work/drafts/$label.h5"
+}
+
+speculate() {
+    local label="$1" draft="$2" sets=()
+    for set in text code instructions; do sets+=("$work/eval/$set.jsonl"); done
+    cat "${sets[@]}" > "$work/results/prompts.jsonl.tmp"
+    mv "$work/results/prompts.jsonl.tmp" "$work/results/prompts.jsonl"
+    to_file "$work/results/$label.json" "$bin" speculate --target "$target" --draft "$draft" \
+        --prompts "$work/results/prompts.jsonl" --gamma "$gamma" --temperature "$temperature" \
+        --max-new-tokens "$eval_max_new_tokens" --seed 1 --json
+}
+
+export_draft() {
+    "$bin" export --checkpoint "$work/drafts/align.h5" --format gguf --dtype "$export_dtype" --target "$target" \
+        --output "$work/export/gguf" --overwrite
+    "$bin" export --checkpoint "$work/drafts/align.h5" --format hf --output "$work/export/hf" --overwrite
+}
+
+say "recipe $recipe: work directory $work"
+run_step tokenize-text tokenize "$work/data/text" "$text_val_fraction" "${text_inputs[@]}"
+run_step tokenize-code tokenize "$work/data/code" "$code_val_fraction" "${code_inputs[@]}"
+run_step eval-sets make_eval_sets
+run_step kd-prompts make_kd_prompts
+run_step distill-completions distill "$work/distill/completions" --prompts "$work/kd-prompts.jsonl"
+run_step distill-magpie distill "$work/distill/magpie" --magpie "$magpie"
+run_step train-pt train_stage 0 pt
+run_step speculate-pt speculate pt "$work/drafts/pt.h5"
+run_step train-cp train_stage 1 cp
+run_step speculate-cp speculate cp "$work/drafts/cp.h5"
+run_step train-align train_stage 2 align
+run_step speculate-align speculate align "$work/drafts/align.h5"
+run_step export export_draft
+run_step speculate-q8_0 speculate align-q8_0 "$(ls "$work"/export/gguf/*.gguf | head -1)"
+run_step table to_file "$work/results/table.md" "$python" scripts/recipe_table.py "$work/results"
+say "complete: $work/results/table.md"
+cat "$work/results/table.md"
