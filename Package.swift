@@ -40,6 +40,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries from Debian, with static-inline shims for the macros Swift cannot import.
@@ -58,7 +59,8 @@ let package = Package(
         .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI", "DraftFormats", "DraftErrors"],
                 swiftSettings: deviceOptimised),
         .target(name: "DraftModel", dependencies: ["DraftDevice", "DraftFormats", "DraftErrors"], swiftSettings: optimised),
-        .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors"]),
+        .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors",
+                                                    .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "DraftData", dependencies: ["DraftTokenizer", "DraftErrors"]),
         .target(name: "DraftDistributed", dependencies: ["CMPI", "DraftErrors"]),
         .target(name: "DraftCheckpoint", dependencies: ["CHDF5", "DraftModel", "DraftDevice", "DraftErrors",

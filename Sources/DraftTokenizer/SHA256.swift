@@ -1,118 +1,37 @@
-import Foundation
+import Crypto
 
-/// SHA-256 (FIPS 180-4), streaming. Tokenizer fingerprints and the parity tests' id digests use it; the module depends
-/// on nothing but Foundation, and Foundation on Linux has no hash functions.
-public struct SHA256: Sendable {
-    private var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-        (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
-    private var block = [UInt8](repeating: 0, count: 64)
-    private var blockCount = 0
-    private var totalBytes: UInt64 = 0
+/// Streaming SHA-256 for tokenizer fingerprints and file digests: swift-crypto's, behind the small interface the
+/// fingerprinting code and the tests use (bytes in, hex out).
+public struct SHA256 {
+    private var hasher = Crypto.SHA256()
 
     public init() {}
 
     /// Adds bytes to the message.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard var p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        var n = bytes.count
-        totalBytes &+= UInt64(n)
-        if blockCount > 0 {
-            let take = min(64 - blockCount, n)
-            for i in 0..<take { block[blockCount + i] = p[i] }
-            blockCount += take; p += take; n -= take
-            if blockCount < 64 { return }
-            block.withUnsafeBufferPointer { compress($0.baseAddress!) }
-            blockCount = 0
-        }
-        while n >= 64 {
-            compress(p)
-            p += 64; n -= 64
-        }
-        for i in 0..<n { block[i] = p[i] }
-        blockCount = n
-    }
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
 
     /// Adds bytes to the message.
-    public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        if let done: Void = bytes.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) {
-            return done
-        }
-        Array(bytes).withUnsafeBytes { update($0) }
-    }
+    public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 { hasher.update(data: Array(bytes)) }
 
-    /// The 32-byte digest; the hasher should not be updated afterwards.
-    public mutating func finalize() -> [UInt8] {
-        let bits = totalBytes &* 8
-        var pad: [UInt8] = [0x80]
-        let padZeros = (blockCount < 56 ? 55 - blockCount : 119 - blockCount)
-        pad += [UInt8](repeating: 0, count: padZeros)
-        for i in (0..<8).reversed() { pad.append(UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8))) }
-        let saved = totalBytes
-        pad.withUnsafeBytes { update($0) }
-        totalBytes = saved
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        for v in [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7] {
-            out += [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8),
-                    UInt8(truncatingIfNeeded: v)]
-        }
-        return out
-    }
+    /// The digest (32 bytes); the hasher is spent.
+    public mutating func finalize() -> [UInt8] { Array(hasher.finalize()) }
 
-    /// Lowercase hex digest of a whole message.
+    /// The hex digest of `bytes`.
     public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
-        var s = SHA256()
-        s.update(bytes)
-        return hexString(s.finalize())
+        var h = SHA256()
+        h.update(bytes)
+        return hexString(h.finalize())
     }
 
-    /// Lowercase hex of bytes.
+    /// Lower-case hex of a digest.
     public static func hexString(_ digest: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(digest.count * 2)
-        for b in digest { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        for b in digest {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
         return String(decoding: out, as: UTF8.self)
-    }
-
-    private static let k: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
-
-    @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-
-    private mutating func compress(_ p: UnsafePointer<UInt8>) {
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { compress(p, $0.baseAddress!) }
-    }
-
-    private mutating func compress(_ p: UnsafePointer<UInt8>, _ w: UnsafeMutablePointer<UInt32>) {
-        for i in 0..<16 {
-            w[i] = UInt32(p[4 * i]) << 24 | UInt32(p[4 * i + 1]) << 16 | UInt32(p[4 * i + 2]) << 8 | UInt32(p[4 * i + 3])
-        }
-        for i in 16..<64 {
-            let s0 = Self.rotr(w[i - 15], 7) ^ Self.rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
-            let s1 = Self.rotr(w[i - 2], 17) ^ Self.rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
-            w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-        }
-        var (a, b, c, d, e, f, g, hh) = h
-        Self.k.withUnsafeBufferPointer { k in
-            for i in 0..<64 {
-                let s1 = Self.rotr(e, 6) ^ Self.rotr(e, 11) ^ Self.rotr(e, 25)
-                let ch = (e & f) ^ (~e & g)
-                let t1 = hh &+ s1 &+ ch &+ k[i] &+ w[i]
-                let s0 = Self.rotr(a, 2) ^ Self.rotr(a, 13) ^ Self.rotr(a, 22)
-                let maj = (a & b) ^ (a & c) ^ (b & c)
-                let t2 = s0 &+ maj
-                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-            }
-        }
-        h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e, h.5 &+ f, h.6 &+ g, h.7 &+ hh)
     }
 }
