@@ -3,8 +3,7 @@
 import DraftData
 import DraftModel
 
-/// The frequency ranking behind a subset head.
-public enum HeadVocabulary {
+extension HeadVocabulary {
     /// The `k` ids that occur most often as targets in `tokens` shards, ascending by id. Ties in frequency go to the
     /// smaller id, so the choice is a function of the data alone. Ids at or above `vocab`, and negative (masked)
     /// targets, are not counted.
@@ -23,12 +22,6 @@ public enum HeadVocabulary {
             }
         }
         return top(counts: counts, k: k)
-    }
-
-    /// The `k` ids of the highest `counts` (ties to the smaller id), ascending by id.
-    public static func top(counts: [Int], k: Int) -> [Int32] {
-        let order = counts.indices.sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : $0 < $1 }
-        return order.prefix(k).sorted().map { Int32($0) }
     }
 
     /// The ranking for a run's config: `head_vocab` ids of `head_vocab_source`'s training shards, or nil for a
