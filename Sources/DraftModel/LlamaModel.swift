@@ -130,7 +130,7 @@ public final class LlamaModel {
         try device.gemm(transA: false, transB: true, m: n, n: k, k: config.dim, alpha: 1, a: a.normF, lda: config.dim,
                         b: head, ldb: config.dim, beta: 0, c: out, ldc: k)
         let scored = try device.download(out, count: n * k)
-        guard let subset = subsetHead else { return scored }
+        guard let subset = subsetHead, subset.compact != nil else { return scored }
         var full = [Float](repeating: -.infinity, count: n * v)
         for r in 0..<n {
             for (j, id) in subset.ids.enumerated() { full[r * v + Int(id)] = scored[r * k + j] }
@@ -171,7 +171,6 @@ public final class LlamaModel {
         return compact.weight
     }
 
-
     // MARK: Passes
 
     private func prepare(tokens: [Int32], targets: [Int32]?, batch: Int, seqLen: Int) throws -> Activations {
@@ -203,8 +202,7 @@ public final class LlamaModel {
                 a.lossTargets = valid
                 try targets.withUnsafeBufferPointer { try device.copyToDevice($0, a.targets) }
             }
-            a.outsideHeadTargets = valid - a.lossTargets
-            lastOutsideHeadTargets = a.outsideHeadTargets
+            lastOutsideHeadTargets = valid - a.lossTargets
         }
         return a
     }
@@ -351,8 +349,8 @@ private final class Activations {
 
     let batch, seqLen, rows, headRows: Int
     let tokens, targets: DevicePointer<Int32>
-    /// Of the current batch's targets: how many the loss takes, and how many a subset head left out.
-    var lossTargets = 0, outsideHeadTargets = 0
+    /// How many of the current batch's targets the loss takes (not masked, and inside a subset head).
+    var lossTargets = 0
     /// `residual[l]` is layer l's input (`residual[0]` the embeddings, `residual[layers]` the final norm's input).
     let residual: [DevicePointer<Float>]
     let layers: [Layer]

@@ -88,6 +88,29 @@ final class HeadVocabTrainingTests: XCTestCase {
         let output = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["output_ids"] as? [Int])
         XCTAssertFalse(output.isEmpty)
         XCTAssertTrue(output.allSatisfy { expected.contains(Int64($0)) }, "a subset draft only emits its ids: \(output)")
+
+        // speculate with the subset draft against a full-head target: greedy output is the target's own.
+        let target = fixture.work.appendingPathComponent("target")
+        r = try fixture.train(config: config, runDirectory: target, arguments: ["--max-steps", "\(Self.steps)"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let prompts = fixture.work.appendingPathComponent("prompts.jsonl")
+        try ["def ", "    ", "imp"].enumerated()
+            .map { #"{"id": "p\#($0.offset)", "set": "code", "prompt": \#(String(decoding: try JSONEncoder().encode($0.element), as: UTF8.self))}"# }
+            .joined(separator: "\n").write(to: prompts, atomically: true, encoding: .utf8)
+        r = try CLI.run(["generate", "--model", target.path, "--prompts", prompts.path, "--max-new-tokens", "16",
+                         "--temperature", "0", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let plain = try r.stdout.split(separator: "\n").map {
+            try XCTUnwrap((try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["output_ids"] as? [Int])
+        }
+        r = try CLI.run(["speculate", "--target", target.path, "--draft", straight.path, "--prompts", prompts.path,
+                         "--max-new-tokens", "16", "--temperature", "0", "--gamma", "3", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let speculated = try XCTUnwrap(report["prompts"] as? [[String: Any]]).map { $0["output_ids"] as? [Int] ?? [] }
+        XCTAssertEqual(speculated, plain, "speculative greedy output equals the target's")
+        let outside = plain.joined().filter { !expected.contains(Int64($0)) }.count
+        print("speculate with a 40-id draft: \(outside) of \(plain.joined().count) target tokens outside its subset")
     }
 
     func testBadHeadVocabNamesTheKey() throws {
