@@ -9,7 +9,9 @@ import Yams
 /// Layout (format_version 2): root attributes `step`, `tokens_seen`, `stage`, `stage_index`, `world_size`,
 /// `config_yaml`, `tokenizer_sha256`, `consecutive_bad_steps`, `model_config` (JSON of `ModelConfig`), `tokenizer`;
 /// `/model/<HF name>` per parameter tensor; `/optimizer/<HF name>.exp_avg` and `.exp_avg_sq` with `/optimizer@step`,
-/// `@beta1`, `@beta2`; `/data/cursor` with `/data@sources`; `/rng/seed`. Version 1 files lack `model_config` and
+/// `@beta1`, `@beta2`; `/data/cursor` with `/data@sources`; `/rng/seed`; with `model_config.head_vocab`,
+/// `/data/head_ids` (int64, ascending: the ids the subset head scores, ranked on the data at the run's start, so
+/// it lives with the other data-derived state and `/model` keeps only Hugging Face tensors). Version 1 files lack `model_config` and
 /// `tokenizer`; both are then read from the `model:` and `tokenizer:` keys of `config_yaml`.
 public enum CheckpointCodec {
     /// Root attribute names, as DESIGN.md and users' scripts spell them.
@@ -27,6 +29,9 @@ public enum CheckpointCodec {
         /// Since format_version 2.
         public static let tokenizer = "tokenizer"
     }
+
+    /// The `/data` dataset holding a subset head's ids.
+    public static let headIDsDataset = "head_ids"
 
     /// Suffixes of the two AdamW moment datasets of a parameter in `/optimizer`.
     public static let momentSuffixes = (first: ".exp_avg", second: ".exp_avg_sq")
@@ -80,6 +85,9 @@ public enum CheckpointCodec {
         }
         try writer.writeInt64s("cursor", state.cursor, to: .data)
         try writer.setAttribute("sources", .string(state.sourceNames.joined(separator: ",")), in: .data)
+        if let ids = state.headIDs {
+            try writer.writeInt64s(headIDsDataset, ids.map(Int64.init), to: .data)
+        }
         // Data order and initialisation derive from the seed alone; no generator state runs on.
         try writer.writeInt64s("seed", [Int64(bitPattern: state.seed)], to: .rng)
     }
@@ -146,6 +154,7 @@ public enum CheckpointCodec {
             throw CheckpointError(path: path, reason: "holds tensor \(extra.path), which \(model) does not have")
         }
         let sources = (try? reader.string("sources", in: .data)) ?? ""
+        let headIDs = try self.headIDs(of: reader, config: config)
         return TrainingState(
             modelConfig: config, parameters: parameters, optimizer: nil, cursor: [],
             sourceNames: sources.isEmpty ? [] : sources.split(separator: ",").map(String.init), seed: 0,
@@ -153,7 +162,30 @@ public enum CheckpointCodec {
             stageName: try reader.string(Key.stage), stageIndex: Int(try reader.int(Key.stageIndex)),
             worldSize: Int(try reader.int(Key.worldSize)), configYAML: try reader.string(Key.configYAML),
             tokenizer: try tokenizer(of: reader), tokenizerFingerprint: try reader.string(Key.tokenizerFingerprint),
-            consecutiveBadSteps: Int((try? reader.int(Key.consecutiveBadSteps)) ?? 0))
+            consecutiveBadSteps: Int((try? reader.int(Key.consecutiveBadSteps)) ?? 0), headIDs: headIDs)
+    }
+
+    /// `/data/head_ids`, which must be there exactly when the model has `head_vocab`: that many strictly ascending
+    /// ids below `vocab_size`.
+    static func headIDs(of reader: CheckpointReader, config: ModelConfig) throws -> [Int32]? {
+        let path = reader.url.path, name = "/data/\(headIDsDataset)"
+        guard let k = config.headVocab else {
+            if reader.dataset(headIDsDataset, in: .data) != nil {
+                throw CheckpointError(path: path, reason: "holds \(name) but its model_config has no head_vocab")
+            }
+            return nil
+        }
+        guard reader.dataset(headIDsDataset, in: .data) != nil else {
+            throw CheckpointError(path: path, reason: "expected \(name) for model_config.head_vocab \(k), not found")
+        }
+        let ids = try reader.readInt64s(headIDsDataset, in: .data)
+        guard ids.count == k else {
+            throw CheckpointError(path: path, reason: "\(name) holds \(ids.count) ids, model_config.head_vocab is \(k)")
+        }
+        for (i, id) in ids.enumerated() where id < 0 || id >= config.vocabSize || (i > 0 && id <= ids[i - 1]) {
+            throw CheckpointError(path: path, reason: "\(name)[\(i)] is \(id), expected strictly ascending ids below vocab_size \(config.vocabSize)")
+        }
+        return ids.map { Int32($0) }
     }
 
     /// The model's shape: `model_config` (version 2 on), or the `model:` section of `config_yaml` (version 1).

@@ -1,4 +1,5 @@
 // `swiftdraft inspect C`: a human-readable report of one checkpoint and whether it can be trusted.
+import DraftModel
 import Foundation
 
 /// `swiftdraft inspect C`: metadata, the tensor table (group/name, shape, elements, checksum ok/BAD) and a final
@@ -25,6 +26,13 @@ public func inspectCheckpoint(_ url: URL) -> (report: String, ok: Bool) {
         for name in values.keys.sorted() {
             if let value = values[name] { lines.append("  \(group.path)@\(name) = \(describe(value))") }
         }
+    }
+
+    if let config = try? CheckpointCodec.modelConfig(of: reader), let k = config.headVocab,
+       let ids = try? reader.readInt64s(CheckpointCodec.headIDsDataset, in: .data) {
+        let shown = ids.prefix(8).map(String.init).joined(separator: ", ")
+        lines.append("head: \(k) of \(config.vocabSize) ids scored (model.head_vocab, ranked on source "
+                     + "\(config.headVocabSource ?? "?")), /data/\(CheckpointCodec.headIDsDataset) = [\(shown)\(ids.count > 8 ? ", ..." : "")]")
     }
 
     let failures = reader.verifyAll()

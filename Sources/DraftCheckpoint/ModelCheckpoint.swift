@@ -39,6 +39,7 @@ public func loadModelCheckpoint(path: String, device: any Device) throws -> Mode
     let state = try CheckpointCodec.decodeModel(reader)
     let model = try LlamaModel(config: state.modelConfig, device: device)
     try model.setParameters(state.parameters)
+    if let ids = state.headIDs { try model.setHeadIDs(ids) }
     return ModelCheckpoint(model: model, tokenizer: state.tokenizer, tokenizerFingerprint: state.tokenizerFingerprint,
                            step: state.step, stage: state.stageName, stageIndex: state.stageIndex, url: url,
                            formatVersion: reader.formatVersion)

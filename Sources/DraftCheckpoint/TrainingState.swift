@@ -56,11 +56,13 @@ public struct TrainingState: Sendable {
     public var tokenizerFingerprint: String
     /// Non-finite steps skipped in a row just before this one.
     public var consecutiveBadSteps: Int
+    /// The ids a subset LM head scores (`model.head_vocab`, ascending; `/data/head_ids`), nil for a full head.
+    public var headIDs: [Int32]?
 
     public init(modelConfig: ModelConfig, parameters: [Float], optimizer: OptimizerState?, cursor: [Int64],
                 sourceNames: [String], seed: UInt64, step: Int, tokensSeen: Int, stageName: String, stageIndex: Int,
                 worldSize: Int, configYAML: String, tokenizer: String, tokenizerFingerprint: String,
-                consecutiveBadSteps: Int) {
+                consecutiveBadSteps: Int, headIDs: [Int32]? = nil) {
         self.modelConfig = modelConfig
         self.parameters = parameters
         self.optimizer = optimizer
@@ -76,5 +78,6 @@ public struct TrainingState: Sendable {
         self.tokenizer = tokenizer
         self.tokenizerFingerprint = tokenizerFingerprint
         self.consecutiveBadSteps = consecutiveBadSteps
+        self.headIDs = headIDs
     }
 }

@@ -17,6 +17,7 @@ public struct ExportSource {
     /// one the draft was trained with.
     public init(checkpointPath: String) throws {
         checkpoint = try loadModelCheckpoint(path: checkpointPath, device: CPUDevice())
+        try checkpoint.model.zeroHeadRowsOutsideSubset()
         let spec = checkpoint.tokenizer
         var path: String? = nil
         if spec != "bytes" {

@@ -64,6 +64,9 @@ public final class DecoderEngine {
     private var hostLogits: UnsafeMutablePointer<Float>
     private var hostLogitRows = 0
     private var owned: [DevicePointer<Float>] = []
+    /// With a subset head: its rows gathered once at init (`(K, dim)`; the weights are fixed while the engine runs),
+    /// and host scratch for a chunk's `(headRows, K)` logits before they are spread over the full vocabulary.
+    private var subsetHead: (ids: [Int32], weight: LinearWeight, scores: UnsafeMutablePointer<Float>)?
 
     public init(config: DecoderConfig, weights: DecoderWeights, device: any Device, maxRows: Int = 256,
                 headRows: Int = 64) throws {
@@ -108,7 +111,20 @@ public final class DecoderEngine {
             headInput = try buffer(self.headRows * config.dim)
             headNormed = try buffer(self.headRows * config.dim)
             headRstd = try buffer(self.headRows)
-            logits = try buffer(self.headRows * config.vocabSize)
+            if let ids = weights.headIDs {
+                guard case .dense(let table, let rows, let dim) = weights.head, rows == config.vocabSize,
+                      let last = ids.last, Int(last) < rows, ids.count < rows else {
+                    throw InputError("model: a subset head of \(ids.count) ids needs a dense fp32 head of vocab_size \(config.vocabSize) rows")
+                }
+                let compact = try buffer(ids.count * dim)
+                let idsOnDevice = try device.upload(ids)
+                defer { device.free(idsOnDevice) }
+                try device.embeddingForward(tokens: idsOnDevice, table: table, out: compact, count: ids.count,
+                                            dim: dim, vocab: rows)
+                subsetHead = (ids, .dense(compact, rows: ids.count, columns: dim),
+                              .allocate(capacity: self.headRows * ids.count))
+            }
+            logits = try buffer(self.headRows * (weights.headIDs?.count ?? config.vocabSize))
             tokens = try device.allocate(Int32.self, count: n)
             slots = try device.allocate(Int32.self, count: n)
             positions = try device.allocate(Int32.self, count: n)
@@ -129,6 +145,7 @@ public final class DecoderEngine {
         device.free(slots)
         device.free(positions)
         hostLogits.deallocate()
+        subsetHead?.scores.deallocate()
     }
 
     /// Runs `chunks` through the model, appending their keys and values to `cache`, and returns the logits `select`
@@ -273,9 +290,20 @@ public final class DecoderEngine {
             }
             try device.rmsNormForward(x: headInput, weight: weights.finalNorm, out: headNormed, rstd: headRstd,
                                       rows: rows, dim: c.dim, eps: eps)
-            try linear(headNormed, weights.head, logits, rows: rows)
-            try device.copyToHost(logits, UnsafeMutableBufferPointer(start: hostLogits + next * c.vocabSize,
-                                                                      count: rows * c.vocabSize))
+            if let subset = subsetHead {
+                let k = subset.ids.count
+                try linear(headNormed, subset.weight, logits, rows: rows)
+                try device.copyToHost(logits, UnsafeMutableBufferPointer(start: subset.scores, count: rows * k))
+                for r in 0..<rows {
+                    let out = hostLogits + (next + r) * c.vocabSize, scores = subset.scores + r * k
+                    out.update(repeating: -.infinity, count: c.vocabSize)
+                    for j in 0..<k { out[Int(subset.ids[j])] = scores[j] }
+                }
+            } else {
+                try linear(headNormed, weights.head, logits, rows: rows)
+                try device.copyToHost(logits, UnsafeMutableBufferPointer(start: hostLogits + next * c.vocabSize,
+                                                                          count: rows * c.vocabSize))
+            }
             next += rows
             start += rows
         }

@@ -107,14 +107,19 @@ public struct DecoderWeights: @unchecked Sendable {
     public var finalNorm: DevicePointer<Float>
     /// `(vocab, dim)`; the embedding itself when tied.
     public var head: LinearWeight
+    /// A subset head's ids (a draft trained with `model.head_vocab`, ascending): only these rows of `head` are
+    /// scored, and every other id gets logit `-inf`, so the model's distribution q is 0 outside the subset and
+    /// speculative sampling against a full-vocabulary target stays exact. nil scores every row.
+    public var headIDs: [Int32]?
     public var owner: AnyObject?
 
     public init(embedding: LinearWeight, layers: [DecoderLayerWeights], finalNorm: DevicePointer<Float>,
-                head: LinearWeight, owner: AnyObject?) {
+                head: LinearWeight, headIDs: [Int32]? = nil, owner: AnyObject?) {
         self.embedding = embedding
         self.layers = layers
         self.finalNorm = finalNorm
         self.head = head
+        self.headIDs = headIDs
         self.owner = owner
     }
 }

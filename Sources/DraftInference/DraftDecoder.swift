@@ -15,7 +15,8 @@ extension DecoderConfig {
 
 extension DecoderWeights {
     /// Views into a draft's flat parameter buffer, on the draft's own device: nothing is copied, and `owner` keeps
-    /// the model (hence the buffer) alive.
+    /// the model (hence the buffer) alive. A subset head's ids come along (none when they are the whole vocabulary,
+    /// whose head is the ordinary one).
     public init(llama model: LlamaModel) {
         let base = model.parameters
         func vector(_ slot: TensorSlot) -> DevicePointer<Float> { base.advanced(by: slot.offset) }
@@ -29,6 +30,7 @@ extension DecoderWeights {
                                 down: matrix(l.down))
         }
         self.init(embedding: matrix(layout.embedding), layers: layers, finalNorm: vector(layout.finalNorm),
-                  head: matrix(layout.head), owner: model)
+                  head: matrix(layout.head),
+                  headIDs: model.headIDs.flatMap { $0.count < model.config.vocabSize ? $0 : nil }, owner: model)
     }
 }

@@ -19,10 +19,14 @@ public final class LlamaModel {
     private let ropeCos: DevicePointer<Float>  // (maxSeqLen, headDim/2)
     private let ropeSin: DevicePointer<Float>
     private var activations: Activations?
+    private var subsetHead: SubsetHead?
+
+    /// The token ids the LM head scores when `config.head_vocab` is set (ascending; see `setHeadIDs`), else nil.
+    public var headIDs: [Int32]? { subsetHead?.ids }
 
     /// Rows of the LM head processed at once. The full `(N, V)` logits of a 32k vocabulary would be 260 MB per
     /// micro-batch of 2048 tokens; chunks of about 8M logits bound that to 32 MB at no cost in speed.
-    private var headChunkRows: Int { Self.headChunkRows(vocab: config.vocabSize) }
+    private var headChunkRows: Int { Self.headChunkRows(vocab: config.headSize) }
 
     static func headChunkRows(vocab: Int) -> Int { max(1, min(1024, (8 << 20) / vocab)) }
 
@@ -30,10 +34,11 @@ public final class LlamaModel {
     /// what a training step allocates (the planner's activation figure).
     public static func activationBytes(config c: ModelConfig, batch: Int, seqLen: Int) -> Int {
         let n = batch * seqLen, qc = c.heads * c.headDim, kc = c.kvDim, f = c.ffnDim, d = c.dim
-        let headRows = min(headChunkRows(vocab: c.vocabSize), n)
+        let headRows = min(headChunkRows(vocab: c.headSize), n)
         let perLayer = 3 * n * d + 2 * n + 2 * n * qc + 2 * n * kc + batch * c.heads * seqLen + 3 * n * f
-        let floats = (c.layers + 1) * n * d + c.layers * perLayer + n * d + n + headRows * c.vocabSize + headRows
-            + 3 * n * d + 2 * n * qc + 2 * n * kc + 3 * n * f
+        let subsetHead = c.headSize < c.vocabSize ? 2 * c.headSize * d + c.headSize / 2 : 0
+        let floats = (c.layers + 1) * n * d + c.layers * perLayer + n * d + n + headRows * c.headSize + headRows
+            + 3 * n * d + 2 * n * qc + 2 * n * kc + 3 * n * f + subsetHead
         return 4 * floats + 2 * 4 * n
     }
 
@@ -56,6 +61,7 @@ public final class LlamaModel {
 
     deinit {
         activations?.free(device)
+        subsetHead?.free(device)
         device.free(parameters)
         device.free(gradients)
         device.free(ropeCos)
@@ -101,7 +107,7 @@ public final class LlamaModel {
         try forwardToFinalNorm(a)
         let lossSum = try headAndLoss(a, lossScale: lossScale, backward: true)
         try backwardFromFinalNorm(a, gradientsReady: gradientsReady)
-        return (lossSum, targets.lazy.filter { $0 >= 0 }.count)
+        return (lossSum, a.lossTargets)
     }
 
     /// Loss without gradients (validation): the unscaled loss sum and the number of targets.
@@ -109,19 +115,60 @@ public final class LlamaModel {
         let a = try prepare(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen)
         try forwardToFinalNorm(a)
         let lossSum = try headAndLoss(a, lossScale: 0, backward: false)
-        return (lossSum, targets.lazy.filter { $0 >= 0 }.count)
+        return (lossSum, a.lossTargets)
     }
 
-    /// Full `(N, V)` logits, for parity checks and generation.
+    /// Full `(N, V)` logits, for parity checks and generation. With a subset head, ids outside it get `-inf`
+    /// (probability 0), which is what the draft's distribution is.
     public func logits(tokens: [Int32], batch: Int, seqLen: Int) throws -> [Float] {
         let a = try prepare(tokens: tokens, targets: nil, batch: batch, seqLen: seqLen)
         try forwardToFinalNorm(a)
-        let n = batch * seqLen, v = config.vocabSize
-        let out = try device.allocate(Float.self, count: n * v)
+        let n = batch * seqLen, v = config.vocabSize, k = config.headSize
+        let head = try headWeights()
+        let out = try device.allocate(Float.self, count: n * k)
         defer { device.free(out) }
-        try device.gemm(transA: false, transB: true, m: n, n: v, k: config.dim, alpha: 1, a: a.normF, lda: config.dim,
-                        b: parameters.advanced(by: layout.head.offset), ldb: config.dim, beta: 0, c: out, ldc: v)
-        return try device.download(out, count: n * v)
+        try device.gemm(transA: false, transB: true, m: n, n: k, k: config.dim, alpha: 1, a: a.normF, lda: config.dim,
+                        b: head, ldb: config.dim, beta: 0, c: out, ldc: k)
+        let scored = try device.download(out, count: n * k)
+        guard let subset = subsetHead, subset.compact != nil else { return scored }
+        var full = [Float](repeating: -.infinity, count: n * v)
+        for r in 0..<n {
+            for (j, id) in subset.ids.enumerated() { full[r * v + Int(id)] = scored[r * k + j] }
+        }
+        return full
+    }
+
+    // MARK: Subset head
+
+    /// Sets the ids the LM head scores (`config.head_vocab` of them): strictly ascending, each below `vocab_size`.
+    /// Ascending order makes the full vocabulary the identity, for which the head is exactly the ordinary one.
+    public func setHeadIDs(_ ids: [Int32]) throws {
+        guard let k = config.headVocab else {
+            throw InputError("head ids: the model has no model.head_vocab, so its head scores the whole vocabulary")
+        }
+        guard ids.count == k else {
+            throw InputError("head ids: expected model.head_vocab = \(k) ids, got \(ids.count)")
+        }
+        for (i, id) in ids.enumerated() where id < 0 || Int(id) >= config.vocabSize || (i > 0 && id <= ids[i - 1]) {
+            throw InputError("head ids: expected strictly ascending ids below model.vocab_size \(config.vocabSize), got \(id) at index \(i)")
+        }
+        subsetHead?.free(device)
+        subsetHead = nil
+        subsetHead = try SubsetHead(ids: ids, vocab: config.vocabSize, dim: config.dim, device: device)
+    }
+
+    /// The `(K, C)` head the products use: the head tensor itself for the full vocabulary (or all of it in order),
+    /// else the subset's rows gathered into the compact copy (re-gathered on every call: the parameters change
+    /// between steps).
+    private func headWeights() throws -> DevicePointer<Float> {
+        guard config.headVocab != nil else { return weight(layout.head) }
+        guard let subset = subsetHead else {
+            throw InputError("model.head_vocab is \(config.headSize) but no head ids were set (they come from the run's ranking or its checkpoint)")
+        }
+        guard let compact = subset.compact else { return weight(layout.head) }
+        try device.embeddingForward(tokens: compact.ids, table: weight(layout.head), out: compact.weight,
+                                    count: subset.ids.count, dim: config.dim, vocab: config.vocabSize)
+        return compact.weight
     }
 
     // MARK: Passes
@@ -145,10 +192,24 @@ public final class LlamaModel {
             if let bad = targets.firstIndex(where: { Int($0) >= config.vocabSize }) {
                 throw DeviceError(.invalidArgument, "target id \(targets[bad]) at position \(bad) is not below model.vocab_size \(config.vocabSize)")
             }
-            try targets.withUnsafeBufferPointer { try device.copyToDevice($0, a.targets) }
+            let valid = targets.lazy.filter { $0 >= 0 }.count
+            if let index = subsetHead?.compact?.index {
+                // Targets become positions in the subset; one outside it is ignored like a masked target.
+                let local = targets.map { $0 < 0 ? $0 : index[Int($0)] }
+                a.lossTargets = local.lazy.filter { $0 >= 0 }.count
+                try local.withUnsafeBufferPointer { try device.copyToDevice($0, a.targets) }
+            } else {
+                a.lossTargets = valid
+                try targets.withUnsafeBufferPointer { try device.copyToDevice($0, a.targets) }
+            }
+            lastOutsideHeadTargets = valid - a.lossTargets
         }
         return a
     }
+
+    /// Targets of the last `forwardBackward` or `evaluate` that were left out of the loss because the subset head
+    /// does not score them (0 with a full head); the returned target count excludes them.
+    public private(set) var lastOutsideHeadTargets = 0
 
     private func weight(_ slot: TensorSlot) -> DevicePointer<Float> { parameters.advanced(by: slot.offset) }
     private func grad(_ slot: TensorSlot) -> DevicePointer<Float> { gradients.advanced(by: slot.offset) }
@@ -203,16 +264,22 @@ public final class LlamaModel {
     }
 
     /// LM head and cross-entropy in row chunks; with `backward`, also `dNormF` (into `a.dNorm`) and the head's
-    /// weight gradient. Returns the loss sum.
+    /// weight gradient. A subset head multiplies by its gathered `(K, C)` rows and scatter-adds their gradient into
+    /// the head tensor's rows once, after the last chunk. Returns the loss sum.
     private func headAndLoss(_ a: Activations, lossScale: Float, backward: Bool) throws -> Double {
-        let c = config.dim, v = config.vocabSize, n = a.rows
+        let c = config.dim, v = config.headSize, n = a.rows
+        let head = try headWeights()
+        let compact = subsetHead?.compact
+        let headGrad = compact?.gradient ?? grad(layout.head)
+        if backward, compact != nil { try device.fill(headGrad, count: v * c, value: 0) }
         var lossSum = 0.0
         var losses = [Float](repeating: 0, count: a.headRows)
         var start = 0
         while start < n {
             let rows = min(a.headRows, n - start)
             let x = a.normF.advanced(by: start * c)
-            try linear(x, layout.head, a.logits, rows: rows)
+            try device.gemm(transA: false, transB: true, m: rows, n: v, k: c, alpha: 1, a: x, lda: c,
+                            b: head, ldb: c, beta: 0, c: a.logits, ldc: v)
             try device.crossEntropyForwardBackward(logits: a.logits, targets: a.targets.advanced(by: start),
                                                    losses: a.losses, rows: rows, vocab: v, lossScale: lossScale)
             try losses.withUnsafeMutableBufferPointer {
@@ -220,10 +287,17 @@ public final class LlamaModel {
             }
             for r in 0..<rows { lossSum += Double(losses[r]) }
             if backward {
-                try linearBackward(a.logits, x, layout.head, dX: a.dNorm.advanced(by: start * c), rows: rows,
-                                   accumulateInput: false)
+                // linearBackward's two products, against the (possibly gathered) head and its gradient.
+                try device.gemm(transA: false, transB: false, m: rows, n: c, k: v, alpha: 1, a: a.logits, lda: v,
+                                b: head, ldb: c, beta: 0, c: a.dNorm.advanced(by: start * c), ldc: c)
+                try device.gemm(transA: true, transB: false, m: v, n: c, k: rows, alpha: 1, a: a.logits, lda: v,
+                                b: x, ldb: c, beta: 1, c: headGrad, ldc: c)
             }
             start += rows
+        }
+        if backward, let compact {
+            try device.embeddingBackward(tokens: compact.ids, dOut: compact.gradient, dTable: grad(layout.head),
+                                         count: v, dim: c, vocab: config.vocabSize)
         }
         return lossSum
     }
@@ -275,6 +349,8 @@ private final class Activations {
 
     let batch, seqLen, rows, headRows: Int
     let tokens, targets: DevicePointer<Int32>
+    /// How many of the current batch's targets the loss takes (not masked, and inside a subset head).
+    var lossTargets = 0
     /// `residual[l]` is layer l's input (`residual[0]` the embeddings, `residual[layers]` the final norm's input).
     let residual: [DevicePointer<Float>]
     let layers: [Layer]
@@ -307,7 +383,7 @@ private final class Activations {
             }
             normF = try buffer(n * c.dim)
             rstdF = try buffer(n)
-            logits = try buffer(self.headRows * c.vocabSize)
+            logits = try buffer(self.headRows * c.headSize)
             losses = try buffer(self.headRows)
             scratchC = try buffer(n * c.dim)
             dResidual = try buffer(n * c.dim)
@@ -331,5 +407,51 @@ private final class Activations {
         device.free(tokens)
         device.free(targets)
         owned = []
+    }
+}
+
+/// A subset head's ids and, unless they are the whole vocabulary in order, its device buffers.
+private final class SubsetHead {
+    struct Compact {
+        let ids: DevicePointer<Int32>          // (K)
+        let weight, gradient: DevicePointer<Float>  // (K, C) each: gathered head rows and their gradient
+        /// Vocabulary id to position in the subset, -1 outside it (host side, for mapping targets).
+        let index: [Int32]
+    }
+
+    let ids: [Int32]
+    /// nil when `ids` is `0..<V`: gather and scatter would be exact copies, so the ordinary head runs instead and the
+    /// result is bit-identical to a model without `head_vocab`.
+    let compact: Compact?
+
+    init(ids: [Int32], vocab: Int, dim: Int, device: any Device) throws {
+        self.ids = ids
+        guard ids.count < vocab else {
+            compact = nil
+            return
+        }
+        var index = [Int32](repeating: -1, count: vocab)
+        for (j, id) in ids.enumerated() { index[Int(id)] = Int32(j) }
+        let idsOnDevice = try device.upload(ids)
+        do {
+            let weight = try device.allocate(Float.self, count: ids.count * dim)
+            do {
+                let gradient = try device.allocate(Float.self, count: ids.count * dim)
+                compact = Compact(ids: idsOnDevice, weight: weight, gradient: gradient, index: index)
+            } catch {
+                device.free(weight)
+                throw error
+            }
+        } catch {
+            device.free(idsOnDevice)
+            throw error
+        }
+    }
+
+    func free(_ device: any Device) {
+        guard let compact else { return }
+        device.free(compact.ids)
+        device.free(compact.weight)
+        device.free(compact.gradient)
     }
 }

@@ -181,6 +181,7 @@ public final class Trainer {
                     ("lr", result.lr), ("grad_norm", result.gradNorm), ("tokens_per_s", tokensPerSecond),
                     ("mfu", mfu), ("elapsed_s", elapsed), ("eta_s", eta),
                 ]
+                if let coverage = result.headCoverage { fields.append(("head_coverage", coverage)) }
                 if let stats = gradientSync?.reducer.lastStepStats, communicator.size > 1 {
                     fields += [("allreduce_s", stats.mpiSeconds + stats.blockedSeconds), ("allreduce_blocked_s", stats.blockedSeconds),
                                ("allreduce_hidden_s", stats.hiddenSeconds),
@@ -239,6 +240,8 @@ public final class Trainer {
         var lr: Double
         /// Every rank saw a stop request (SIGTERM/SIGINT on any rank).
         var stop: Bool
+        /// With a subset head: the fraction of the step's targets inside it (the others were left out of the loss).
+        var headCoverage: Double? = nil
     }
 
     struct PhaseTimes {
@@ -259,7 +262,7 @@ public final class Trainer {
         let mine = samples[(rank * perRank)..<((rank + 1) * perRank)]
         var tokens = [Int32](repeating: 0, count: micro * seqLen), targets = tokens
         try model.zeroGradients()
-        var lossSum = 0.0, targetCount = 0
+        var lossSum = 0.0, targetCount = 0, outsideHead = 0
         let microSteps = perRank / micro
         for m in 0..<microSteps {
             tokens.withUnsafeMutableBufferPointer { tokenBuffer in
@@ -279,13 +282,14 @@ public final class Trainer {
             if options.debug { try checkFinite(r.lossSum, "loss of micro-batch \(m)") }
             lossSum += r.lossSum
             targetCount += r.targets
+            outsideHead += model.lastOutsideHeadTargets
             t0 = now()
             phases.compute += t0 - t1
         }
         try reduceGradients()
         if TestHooks.nanSteps.contains(step + 1) { try device.fill(model.gradients, count: 1, value: .nan) }
         let stopRequested = PreemptionSignal.requested ? 1.0 : 0.0
-        let totals = try communicator.allReduceSum([lossSum, Double(targetCount), stopRequested])
+        let totals = try communicator.allReduceSum([lossSum, Double(targetCount), stopRequested, Double(outsideHead)])
         let t2 = now()
         phases.reduce += t2 - t0
         let globalTargets = max(totals[1], 1)
@@ -298,7 +302,9 @@ public final class Trainer {
         let finite = loss.isFinite && gradNorm.isFinite
         if finite { try optimizer.update(lr: Float(lr), gradNorm: bufferNorm, gradientScale: gradientScale) }
         phases.optimizer += now() - t2
-        return StepResult(loss: finite ? loss : nil, rawLoss: loss, gradNorm: gradNorm, lr: lr, stop: totals[2] > 0)
+        let headCoverage = config.model.headVocab == nil ? nil : totals[1] / max(totals[1] + totals[3], 1)
+        return StepResult(loss: finite ? loss : nil, rawLoss: loss, gradNorm: gradNorm, lr: lr, stop: totals[2] > 0,
+                          headCoverage: headCoverage)
     }
 
     /// Sums gradients over ranks: bucket by bucket, in place on a host-memory device, staged through host memory on

@@ -42,6 +42,11 @@ extension Trainer {
             return chosen.path
         }
         try model.initializeParameters(seed: config.run.seed)
+        // Ranked once, here: a resumed run takes the ids from its checkpoint, even if the source has grown since.
+        // The ranking is a function of the data alone, so every rank computes the same ids.
+        if let ids = try HeadVocabulary.rank(config: config.model, sources: loader.sources) {
+            try model.setHeadIDs(ids)
+        }
         // Replicas must start identical whatever each rank's initialisation did.
         var parameters = try model.readParameters()
         try communicator.broadcast(&parameters, root: 0)
@@ -59,6 +64,9 @@ extension Trainer {
             throw CheckpointError(path: url.path, reason: "tokenizer_sha256 is \(fingerprint), the config's tokenizer is \(tokenizerFingerprint)")
         }
         let state = try CheckpointCodec.decode(reader, expecting: model.layout)
+        guard state.modelConfig.headVocab == config.model.headVocab else {
+            throw CheckpointError(path: url.path, reason: "model_config.head_vocab is \(state.modelConfig.headVocab.map(String.init) ?? "unset"), the config's model.head_vocab is \(config.model.headVocab.map(String.init) ?? "unset")")
+        }
         guard let cursor = LoaderCursor(encoded: state.cursor, sources: loader.sources.count) else {
             throw CheckpointError(path: url.path, reason: "/data/cursor holds \(state.cursor.count) values, expected \(2 + loader.sources.count) for \(loader.sources.count) data sources")
         }
@@ -70,6 +78,7 @@ extension Trainer {
         }
         try loader.restore(cursor)
         try model.setParameters(state.parameters)
+        if let ids = state.headIDs { try model.setHeadIDs(ids) }
         try moments.expAvg.withUnsafeBufferPointer { try device.copyToDevice($0, optimizer.m) }
         try moments.expAvgSq.withUnsafeBufferPointer { try device.copyToDevice($0, optimizer.v) }
         optimizer.step = moments.step
@@ -93,7 +102,7 @@ extension Trainer {
             tokensSeen: step * config.schedule.globalBatchTokens, stageName: config.schedule.stages[stageIndex].name,
             stageIndex: stageIndex, worldSize: communicator.size, configYAML: config.resolvedYAML,
             tokenizer: Self.recordedTokenizerSpec(config.tokenizer), tokenizerFingerprint: tokenizerFingerprint,
-            consecutiveBadSteps: consecutiveBadSteps)
+            consecutiveBadSteps: consecutiveBadSteps, headIDs: model.headIDs)
         let saved = try store.save(step: step, expectedTensorCount: CheckpointCodec.tensorCount(of: state)) { writer in
             try CheckpointCodec.encode(state, into: &writer)
         }

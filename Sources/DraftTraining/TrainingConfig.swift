@@ -211,6 +211,18 @@ extension TrainingConfig {
             throw fail("data.seq_len", "at most model.max_seq_len \(model.maxSeqLen), got \(data.seqLen)")
         }
         if requireData && data.sources.isEmpty { throw fail("data.sources", "at least one source") }
+        if model.headVocab != nil, requireData || model.headVocabSource != nil {
+            // `bench` runs on synthetic tokens and may leave the source out; it then ranks those.
+            let names = data.sources.keys.sorted().joined(separator: ", ")
+            guard let name = model.headVocabSource else {
+                throw fail("model.head_vocab_source", "the data source whose shards rank the ids for model.head_vocab (one of: \(names))")
+            }
+            if data.sources[name] == nil {
+                throw fail("model.head_vocab_source", "a source named in data.sources (\(names)), got '\(name)'")
+            }
+        } else if model.headVocabSource != nil {
+            throw fail("model.head_vocab_source", "to be given only with model.head_vocab")
+        }
         if schedule.microBatch <= 0 { throw fail("schedule.micro_batch", "a positive integer, got \(schedule.microBatch)") }
         if schedule.globalBatchTokens <= 0 || schedule.globalBatchTokens % data.seqLen != 0 {
             throw fail("schedule.global_batch_tokens", "a positive multiple of data.seq_len \(data.seqLen), got \(schedule.globalBatchTokens)")
