@@ -19,6 +19,7 @@ public final class LlamaModel {
     private let ropeCos: DevicePointer<Float>  // (maxSeqLen, headDim/2)
     private let ropeSin: DevicePointer<Float>
     private var activations: Activations?
+    private var teacherBuffers: TeacherBuffers?
 
     /// Rows of the LM head processed at once. The full `(N, V)` logits of a 32k vocabulary would be 260 MB per
     /// micro-batch of 2048 tokens; chunks of about 8M logits bound that to 32 MB at no cost in speed.
@@ -56,6 +57,7 @@ public final class LlamaModel {
 
     deinit {
         activations?.free(device)
+        teacherBuffers?.free(device)
         device.free(parameters)
         device.free(gradients)
         device.free(ropeCos)
@@ -97,19 +99,36 @@ public final class LlamaModel {
     @discardableResult
     public func forwardBackward(tokens: [Int32], targets: [Int32], batch: Int, seqLen: Int, lossScale: Float = 1,
                                 gradientsReady: ((Int) throws -> Void)? = nil) throws -> (lossSum: Double, targets: Int) {
+        let sums = try forwardBackward(tokens: tokens, targets: targets, teacher: nil, loss: .crossEntropy,
+                                       batch: batch, seqLen: seqLen, lossScale: lossScale,
+                                       gradientsReady: gradientsReady)
+        return (sums.loss, sums.targets)
+    }
+
+    /// Forward and backward with the token loss `loss`: as above, with the gradients of `lossScale * sum(per-token
+    /// loss)`. `teacher` holds the teacher's top-K rows for a distillation loss (nil: every row takes the
+    /// cross-entropy). Returns the unscaled sums of the loss and of its cross-entropy and divergence terms.
+    public func forwardBackward(tokens: [Int32], targets: [Int32], teacher: TeacherRows?, loss: TokenLoss,
+                                batch: Int, seqLen: Int, lossScale: Float = 1,
+                                gradientsReady: ((Int) throws -> Void)? = nil) throws -> LossSums {
         let a = try prepare(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen)
+        let distillation = try prepareTeacher(teacher, loss: loss, rows: batch * seqLen)
         try forwardToFinalNorm(a)
-        let lossSum = try headAndLoss(a, lossScale: lossScale, backward: true)
+        var sums = try headAndLoss(a, distillation: distillation, lossScale: lossScale, backward: true)
         try backwardFromFinalNorm(a, gradientsReady: gradientsReady)
-        return (lossSum, targets.lazy.filter { $0 >= 0 }.count)
+        sums.targets = targets.lazy.filter { $0 >= 0 }.count
+        if let teacher, distillation != nil {
+            sums.teacherRows = (0..<targets.count).lazy.filter { targets[$0] >= 0 && teacher.ids[$0 * teacher.k] >= 0 }.count
+        }
+        return sums
     }
 
     /// Loss without gradients (validation): the unscaled loss sum and the number of targets.
     public func evaluate(tokens: [Int32], targets: [Int32], batch: Int, seqLen: Int) throws -> (lossSum: Double, targets: Int) {
         let a = try prepare(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen)
         try forwardToFinalNorm(a)
-        let lossSum = try headAndLoss(a, lossScale: 0, backward: false)
-        return (lossSum, targets.lazy.filter { $0 >= 0 }.count)
+        let sums = try headAndLoss(a, distillation: nil, lossScale: 0, backward: false)
+        return (sums.loss, targets.lazy.filter { $0 >= 0 }.count)
     }
 
     /// Full `(N, V)` logits, for parity checks and generation.
@@ -202,30 +221,71 @@ public final class LlamaModel {
                                   rstd: a.rstdF, rows: n, dim: c.dim, eps: eps)
     }
 
-    /// LM head and cross-entropy in row chunks; with `backward`, also `dNormF` (into `a.dNorm`) and the head's
-    /// weight gradient. Returns the loss sum.
-    private func headAndLoss(_ a: Activations, lossScale: Float, backward: Bool) throws -> Double {
+    /// The teacher rows on the device for a distillation loss, or nil when every row takes the cross-entropy.
+    private func prepareTeacher(_ teacher: TeacherRows?, loss: TokenLoss, rows: Int) throws -> DistillationInputs? {
+        guard case let .distillation(divergence, kdWeight) = loss, let teacher else { return nil }
+        guard teacher.k > 0, teacher.ids.count == rows * teacher.k, teacher.logprobs.count == rows * teacher.k else {
+            throw InputError("teacher rows: expected \(rows) x k = \(teacher.k) ids and log-probs, got \(teacher.ids.count) and \(teacher.logprobs.count)")
+        }
+        if teacherBuffers?.rows != rows || teacherBuffers?.k != teacher.k {
+            teacherBuffers?.free(device)
+            teacherBuffers = nil
+            teacherBuffers = try TeacherBuffers(rows: rows, k: teacher.k, headRows: min(headChunkRows, rows),
+                                                device: device)
+        }
+        let buffers = teacherBuffers.unsafelyUnwrapped
+        try teacher.ids.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.ids) }
+        try teacher.logprobs.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.logprobs) }
+        return DistillationInputs(buffers: buffers, divergence: divergence, kdWeight: kdWeight)
+    }
+
+    /// LM head and loss in row chunks (cross-entropy, or the distillation loss when `distillation` is given); with
+    /// `backward`, also `dNormF` (into `a.dNorm`) and the head's weight gradient. Returns the loss sums (`targets`
+    /// and `teacherRows` left to the caller).
+    private func headAndLoss(_ a: Activations, distillation: DistillationInputs?, lossScale: Float,
+                             backward: Bool) throws -> LossSums {
         let c = config.dim, v = config.vocabSize, n = a.rows
-        var lossSum = 0.0
+        var sums = LossSums()
         var losses = [Float](repeating: 0, count: a.headRows)
         var start = 0
         while start < n {
             let rows = min(a.headRows, n - start)
             let x = a.normF.advanced(by: start * c)
             try linear(x, layout.head, a.logits, rows: rows)
-            try device.crossEntropyForwardBackward(logits: a.logits, targets: a.targets.advanced(by: start),
-                                                   losses: a.losses, rows: rows, vocab: v, lossScale: lossScale)
-            try losses.withUnsafeMutableBufferPointer {
-                try device.copyToHost(a.losses, UnsafeMutableBufferPointer(rebasing: $0[0..<rows]))
+            if let d = distillation {
+                let k = d.buffers.k
+                try device.distillationLossForwardBackward(
+                    logits: a.logits, targets: a.targets.advanced(by: start),
+                    teacherIds: d.buffers.ids.advanced(by: start * k),
+                    teacherLogprobs: d.buffers.logprobs.advanced(by: start * k), losses: a.losses,
+                    ceLosses: d.buffers.ceLosses, kdLosses: d.buffers.kdLosses, rows: rows, vocab: v, topK: k,
+                    divergence: d.divergence, kdWeight: d.kdWeight, lossScale: lossScale)
+                sums.crossEntropy += try sum(d.buffers.ceLosses, rows: rows, scratch: &losses)
+                sums.divergence += try sum(d.buffers.kdLosses, rows: rows, scratch: &losses)
+                sums.loss += try sum(a.losses, rows: rows, scratch: &losses)
+            } else {
+                try device.crossEntropyForwardBackward(logits: a.logits, targets: a.targets.advanced(by: start),
+                                                       losses: a.losses, rows: rows, vocab: v, lossScale: lossScale)
+                sums.loss += try sum(a.losses, rows: rows, scratch: &losses)
+                sums.crossEntropy = sums.loss
             }
-            for r in 0..<rows { lossSum += Double(losses[r]) }
             if backward {
                 try linearBackward(a.logits, x, layout.head, dX: a.dNorm.advanced(by: start * c), rows: rows,
                                    accumulateInput: false)
             }
             start += rows
         }
-        return lossSum
+        return sums
+    }
+
+    /// The sum of `rows` per-row losses on the device, read back through `scratch`.
+    private func sum(_ values: DevicePointer<Float>, rows: Int, scratch: inout [Float]) throws -> Double {
+        try scratch.withUnsafeMutableBufferPointer {
+            try device.copyToHost(values, UnsafeMutableBufferPointer(rebasing: $0[0..<rows]))
+        }
+        var total = 0.0
+        for r in 0..<rows { total += Double(scratch[r]) }
+        return total
     }
 
     private func backwardFromFinalNorm(_ a: Activations, gradientsReady: ((Int) throws -> Void)?) throws {
@@ -331,5 +391,41 @@ private final class Activations {
         device.free(tokens)
         device.free(targets)
         owned = []
+    }
+}
+
+/// A distillation loss's device inputs for one forward-backward.
+private struct DistillationInputs {
+    let buffers: TeacherBuffers
+    let divergence: Divergence
+    let kdWeight: Float
+}
+
+/// The teacher's top-K rows of one micro-batch on the device, `(N, k)`, and the per-row loss terms of one head chunk.
+private final class TeacherBuffers {
+    let rows, k: Int
+    let ids: DevicePointer<Int32>
+    let logprobs, ceLosses, kdLosses: DevicePointer<Float>
+
+    init(rows: Int, k: Int, headRows: Int, device: any Device) throws {
+        self.rows = rows
+        self.k = k
+        ids = try device.allocate(Int32.self, count: rows * k)
+        var made: [DevicePointer<Float>] = []
+        do {
+            for count in [rows * k, headRows, headRows] { made.append(try device.allocate(Float.self, count: count)) }
+        } catch {
+            device.free(ids)
+            made.forEach { device.free($0) }
+            throw error
+        }
+        logprobs = made[0]
+        ceLosses = made[1]
+        kdLosses = made[2]
+    }
+
+    func free(_ device: any Device) {
+        device.free(ids)
+        [logprobs, ceLosses, kdLosses].forEach { device.free($0) }
     }
 }
