@@ -225,3 +225,62 @@ final class DistillationLossTests: XCTestCase {
         }
     }
 }
+
+/// What the distillation loss costs next to the cross-entropy it replaces, at SmolLM2's vocabulary and one LM-head
+/// chunk of rows: one more read-only pass over each row (the complement's sum) and K scattered reads and writes.
+/// Opt-in, in release: `SWIFTDRAFT_KD_BENCH=1 swift test -c release --filter DistillationLossCost`. Single-threaded,
+/// timed in the thread's CPU time (steadier than wall time on a shared machine), median of 9 interleaved runs; it
+/// prints both and asserts the distillation loss stays within 2x the cross-entropy.
+final class DistillationLossCostTests: XCTestCase {
+    func testCostAgainstCrossEntropy() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["SWIFTDRAFT_KD_BENCH"] == "1",
+                          "set SWIFTDRAFT_KD_BENCH=1 (and -c release) to time the distillation loss")
+        let device = CPUDevice(threads: 1)
+        let rows = 170, vocab = 49_152, k = 16
+        var rng = SplitMix64(seed: 3)
+        let logits = (0..<(rows * vocab)).map { _ in Float(3 * rng.nextNormal()) }
+        let targets = (0..<rows).map { _ in Int32(rng.next() % UInt64(vocab)) }
+        var ids = [Int32](), logprobs = [Float]()
+        for _ in 0..<rows {
+            var row: [Int32] = []
+            while row.count < k {
+                let id = Int32(rng.next() % UInt64(vocab))
+                if !row.contains(id) { row.append(id) }
+            }
+            ids += row
+            logprobs += (0..<k).map { Float(-1 - 0.3 * Double($0)) }
+        }
+        let dLogits = try device.upload(logits), dTargets = try device.upload(targets)
+        let dIds = try device.upload(ids), dLogprobs = try device.upload(logprobs)
+        let losses = try device.allocate(Float.self, count: rows), ce = try device.allocate(Float.self, count: rows)
+        let kd = try device.allocate(Float.self, count: rows)
+        func cpuNow() -> Double {
+            var spec = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+            return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+        }
+        func time(_ body: () throws -> Void) throws -> Double {
+            try logits.withUnsafeBufferPointer { try device.copyToDevice($0, dLogits) }
+            let start = cpuNow()
+            try body()
+            return cpuNow() - start
+        }
+        var crossEntropy: [Double] = [], distillation: [Double] = []
+        for _ in 0..<9 {
+            crossEntropy.append(try time {
+                try device.crossEntropyForwardBackward(logits: dLogits, targets: dTargets, losses: losses, rows: rows,
+                                                       vocab: vocab, lossScale: 1)
+            })
+            distillation.append(try time {
+                try device.distillationLossForwardBackward(logits: dLogits, targets: dTargets, teacherIds: dIds,
+                                                           teacherLogprobs: dLogprobs, losses: losses, ceLosses: ce,
+                                                           kdLosses: kd, rows: rows, vocab: vocab, topK: k,
+                                                           divergence: .kl, kdWeight: 0.5, lossScale: 1)
+            })
+        }
+        let ceMedian = crossEntropy.sorted()[4], kdMedian = distillation.sorted()[4]
+        print(String(format: "kd cost: %d rows x %d vocab, top-%d, 1 thread: cross-entropy %.2f ms, ce_kl %.2f ms (%.2fx)",
+                     rows, vocab, k, ceMedian * 1e3, kdMedian * 1e3, kdMedian / ceMedian))
+        XCTAssertLessThanOrEqual(kdMedian, 2 * ceMedian)
+    }
+}
