@@ -72,9 +72,10 @@ public final class Trainer {
 
     public var isLeader: Bool { communicator.rank == 0 }
 
-    /// Builds everything and checks every input; writes nothing until all of it is valid.
+    /// Builds everything and checks every input; writes nothing until all of it is valid. `teacherRows` serves a
+    /// distillation stage's teacher rows; nil takes them from the loader, when its sources carry them.
     public init(config: TrainingConfig, options: TrainOptions, communicator: any Communicator,
-                device: any Device) throws {
+                device: any Device, teacherRows: ((MixtureLoader) -> any TeacherRowSource)? = nil) throws {
         self.config = config
         self.options = options
         self.communicator = communicator
@@ -100,7 +101,7 @@ public final class Trainer {
         loader = try MixtureLoader(sources: sources,
                                    stages: config.schedule.stages.map { StageMixture(name: $0.name, weights: $0.mixture) },
                                    seqLen: config.data.seqLen, seed: config.run.seed)
-        teacherSource = loader as? any TeacherRowSource
+        teacherSource = teacherRows?(loader) ?? loader as? any TeacherRowSource
         losses = try stageLosses(config, loader: loader, teacher: teacherSource)
         model = try LlamaModel(config: config.model, device: device)
         optimizer = try AdamW(model: model, hyperparameters: AdamWHyperparameters(

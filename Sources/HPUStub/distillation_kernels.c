@@ -129,7 +129,8 @@ static synStatus check_row(const int32_t* targets, const int32_t* ids, const flo
         for (int64_t i = 0; i < K; i++) {
             if (row[i] != -1) {
                 return hpu_fail(synKernelFailed, "%s: row %lld: teacher ids must be all -1 or all in [0, %lld), "
-                                "got %d at %lld after -1", guid, (long long)r, (long long)V, row[i], (long long)i);
+                                "got %d at %lld with %d at 0", guid, (long long)r, (long long)V, row[i], (long long)i,
+                                row[0]);
             }
         }
         return synSuccess;

@@ -97,7 +97,7 @@ enum DistillationRow {
         if Int(target) >= vocab { return "target id \(target) is outside the vocabulary of \(vocab)" }
         if ids[0] < 0 {
             for i in 0..<topK where ids[i] != -1 {
-                return "teacher ids must be all -1 (no teacher) or all in [0, \(vocab)), got \(ids[i]) at \(i) after -1"
+                return "teacher ids must be all -1 (no teacher) or all in [0, \(vocab)), got \(ids[i]) at \(i) with \(ids[0]) at 0"
             }
             return nil
         }
