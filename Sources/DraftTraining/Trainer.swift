@@ -52,8 +52,8 @@ public final class Trainer {
     public let model: LlamaModel
     public let optimizer: AdamW
     public let loader: MixtureLoader
-    /// The teacher rows a distillation stage trains against (the loader, when its sources carry them).
-    let teacherSource: (any TeacherRowSource)?
+    /// The teacher rows a distillation stage trains against: the loader's `distill --top-k-logits` sources.
+    let teacherSource: any TeacherRowSource
     /// Each stage's token loss.
     let losses: [TokenLoss]
     public let tokenizerFingerprint: String
@@ -72,10 +72,9 @@ public final class Trainer {
 
     public var isLeader: Bool { communicator.rank == 0 }
 
-    /// Builds everything and checks every input; writes nothing until all of it is valid. `teacherRows` serves a
-    /// distillation stage's teacher rows; nil takes them from the loader, when its sources carry them.
+    /// Builds everything and checks every input; writes nothing until all of it is valid.
     public init(config: TrainingConfig, options: TrainOptions, communicator: any Communicator,
-                device: any Device, teacherRows: ((MixtureLoader) -> any TeacherRowSource)? = nil) throws {
+                device: any Device) throws {
         self.config = config
         self.options = options
         self.communicator = communicator
@@ -101,7 +100,7 @@ public final class Trainer {
         loader = try MixtureLoader(sources: sources,
                                    stages: config.schedule.stages.map { StageMixture(name: $0.name, weights: $0.mixture) },
                                    seqLen: config.data.seqLen, seed: config.run.seed)
-        teacherSource = teacherRows?(loader) ?? loader as? any TeacherRowSource
+        teacherSource = loader
         losses = try stageLosses(config, loader: loader, teacher: teacherSource)
         model = try LlamaModel(config: config.model, device: device)
         optimizer = try AdamW(model: model, hyperparameters: AdamWHyperparameters(
@@ -273,7 +272,7 @@ public final class Trainer {
         var tokens = [Int32](repeating: 0, count: micro * seqLen), targets = tokens
         let tokenLoss = losses[stage]
         // Validated at init: a distillation stage has a teacher source with a K.
-        var teacher = tokenLoss == .crossEntropy ? nil : TeacherRows(k: teacherSource?.teacherK ?? 1, rows: micro * seqLen)
+        var teacher = tokenLoss == .crossEntropy ? nil : TeacherRows(k: teacherSource.teacherK ?? 1, rows: micro * seqLen)
         try model.zeroGradients()
         var sums = LossSums()
         let microSteps = perRank / micro
@@ -335,7 +334,7 @@ public final class Trainer {
             teacher.logprobs.withUnsafeMutableBufferPointer { logprobs in
                 for (i, sample) in samples.enumerated() {
                     let rowIds = ids.baseAddress! + i * seqLen * k, rowLogprobs = logprobs.baseAddress! + i * seqLen * k
-                    if let source, source.carriesTeacher(source: sample.source) {
+                    if source.carriesTeacher(source: sample.source) {
                         source.fillTeacher(sample, ids: rowIds, logprobs: rowLogprobs)
                     } else {
                         rowIds.update(repeating: -1, count: seqLen * k)
