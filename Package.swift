@@ -73,8 +73,10 @@ let package = Package(
         .target(name: "DraftTraining",
                 dependencies: ["DraftDevice", "DraftModel", "DraftData", "DraftTokenizer", "DraftDistributed",
                                "DraftCheckpoint", "DraftFormats", "DraftErrors", .product(name: "Yams", package: "Yams")]),
+        // Knowledge-distillation data: the target's responses (native or over HTTP) as loss-masked shards.
+        .target(name: "DraftDistill", dependencies: ["DraftInference", "DraftData", "DraftTokenizer", "DraftFormats", "DraftErrors"]),
         .executableTarget(name: "swiftdraft",
-                          dependencies: ["DraftTraining", "DraftInference", "DraftExport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                          dependencies: ["DraftTraining", "DraftInference", "DraftExport", "DraftDistill", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["DraftDistributed"], path: "Tests/MPISelfTest"),
         .executableTarget(name: "quant-bench", dependencies: ["DraftDevice", "DraftFormats"], path: "Benchmarks/QuantBench",
@@ -89,9 +91,10 @@ let package = Package(
         .testTarget(name: "DraftDataTests", dependencies: ["DraftData", "DraftTokenizer"]),
         .testTarget(name: "DraftDistributedTests", dependencies: ["DraftDistributed"]),
         .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint", "DraftModel", "DraftDevice"]),
+        .testTarget(name: "DraftDistillTests", dependencies: ["DraftDistill", "DraftData", "DraftInference", "DraftTokenizer"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
         .testTarget(name: "SwiftDraftCLITests",
-                    dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed",
+                    dependencies: ["DraftTraining", "DraftData", "DraftDistill", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed",
                                    "DraftFormats"]),
     ],
     swiftLanguageModes: [.v5]

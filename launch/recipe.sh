@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FastDraft's recipe against a real target, end to end and resumable:
 #
-#   launch/recipe.sh RECIPE            e.g. launch/recipe.sh configs/recipes/smollm2-draft-11m.recipe
+#   launch/recipe.sh [--fresh] RECIPE    e.g. launch/recipe.sh configs/recipes/smollm2-draft-11m.recipe
 #
 # Steps, in order (each one's output is written under $work and the step is skipped on a rerun once complete):
 #   tokenize-text, tokenize-code    the text and code corpora as token shards (the target's tokenizer)
@@ -18,12 +18,15 @@
 #
 # A run stopped anywhere (SIGTERM, kill -9, the end of the day) continues with the same command: `train` resumes from
 # its latest checkpoint, `distill` from its responses.jsonl, and a step with a partial output redoes that step only.
-# RECIPE is a bash file of settings (see configs/recipes/); SWIFTDRAFT_BIN overrides the binary.
+# --fresh deletes the recipe's work directory first. RECIPE is a bash file of settings (see configs/recipes/);
+# SWIFTDRAFT_BIN overrides the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 die() { echo "recipe: $*" >&2; exit 2; }
-[[ $# -eq 1 ]] || die "usage: launch/recipe.sh RECIPE (a settings file, e.g. configs/recipes/smollm2-draft-11m.recipe)"
+fresh=0
+if [[ "${1:-}" == "--fresh" ]]; then fresh=1; shift; fi
+[[ $# -eq 1 ]] || die "usage: launch/recipe.sh [--fresh] RECIPE (a settings file, e.g. configs/recipes/smollm2-draft-11m.recipe)"
 recipe="$1"
 [[ -f "$recipe" ]] || die "$recipe: no such recipe file"
 
@@ -39,6 +42,7 @@ magpie=200 eval_instructions=40
 temperatures="0.6,0.8,1.0,0" kd_max_new_tokens=128 kd_batch=32 kd_top_k=0
 eval_text_prompts=40 eval_code_prompts=164 eval_max_new_tokens=64
 gamma=3 temperature=0.6 export_dtype=q8_0
+measure_stages="pt cp align"   # which stage-end drafts `speculate` measures (align is always measured)
 # shellcheck source=/dev/null
 source "$recipe"
 [[ -n "$name" && -n "$config" && -n "$work" ]] || die "$recipe: must set name, config and work"
@@ -46,6 +50,10 @@ source "$recipe"
 [[ -f "$target" ]] || die "$recipe: target $target does not exist (scripts/fetch-assets.sh fetches SmolLM2)"
 [[ ${#text_inputs[@]} -gt 0 && ${#code_inputs[@]} -gt 0 ]] || die "$recipe: text_inputs and code_inputs must name inputs"
 
+if [[ $fresh -eq 1 && -d "$work" ]]; then
+    echo "recipe[$name]: --fresh: removing $work" >&2
+    rm -rf "$work"
+fi
 bin="${SWIFTDRAFT_BIN:-.build/release/swiftdraft}"
 [[ -x "$bin" ]] || die "$bin: not built (swift build -c release --product swiftdraft)"
 python="${SWIFTDRAFT_PYTHON:-$(scripts/python-env.sh)}"
@@ -152,9 +160,10 @@ run_step kd-prompts make_kd_prompts
 run_step distill-completions distill "$work/distill/completions" --prompts "$work/kd-prompts.jsonl"
 run_step distill-magpie distill "$work/distill/magpie" --magpie "$magpie"
 run_step train-pt train_stage 0 pt
-run_step speculate-pt speculate pt "$work/drafts/pt.h5"
+measured() { [[ " $measure_stages " == *" $1 "* ]]; }
+if measured pt; then run_step speculate-pt speculate pt "$work/drafts/pt.h5"; fi
 run_step train-cp train_stage 1 cp
-run_step speculate-cp speculate cp "$work/drafts/cp.h5"
+if measured cp; then run_step speculate-cp speculate cp "$work/drafts/cp.h5"; fi
 run_step train-align train_stage 2 align
 run_step speculate-align speculate align "$work/drafts/align.h5"
 run_step export export_draft

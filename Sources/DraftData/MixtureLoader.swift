@@ -17,6 +17,12 @@ public struct SampleReference: Equatable, Sendable {
     public let source: Int
     public let shard: Int
     public let start: Int
+
+    public init(source: Int, shard: Int, start: Int) {
+        self.source = source
+        self.shard = shard
+        self.start = start
+    }
 }
 
 /// The loader's whole state: small enough to live in every checkpoint, and global (no rank in it), so a run resumed
@@ -58,12 +64,18 @@ public final class MixtureLoader {
     private var stages: [[Double]] = []  // per stage, normalised weight per source
     /// The round-robin position for `cursor`: derived from it (rebuilt by replaying the stage's choices on restore).
     private var roundRobin: SmoothRoundRobin?
+    private let teacherKValue: Int?
 
     public init(sources: [DataSource], stages: [StageMixture], seqLen: Int, seed: UInt64) throws {
         self.sources = sources
         self.seqLen = seqLen
         self.seed = seed
         cursor = LoaderCursor(sources: sources.count)
+        let ks = Set(sources.compactMap { $0.teacher?.first?.k })
+        guard ks.count <= 1 else {
+            throw DataError("data.sources: sources with top-K logits must share K, got \(ks.sorted()) (\(sources.filter { $0.teacher != nil }.map(\.name).joined(separator: ", ")))")
+        }
+        teacherKValue = ks.first
         windowPrefix = sources.map { source in
             var prefix = [0]
             for shard in source.train { prefix.append(prefix.last! + max(0, (shard.tokenCount - 1) / seqLen)) }
@@ -119,28 +131,61 @@ public final class MixtureLoader {
         return result
     }
 
-    /// Copies a sample's inputs (`seqLen` ids) and targets (the next `seqLen` ids) out of its shard.
+    /// Copies a sample's inputs (`seqLen` ids) and targets (the next `seqLen` ids) out of its shard. Targets at
+    /// positions the source's loss mask marks as context only (a distill prompt) are -1, which the loss skips.
     public func fill(_ sample: SampleReference, tokens: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
-        let shard = sources[sample.source].train[sample.shard]
+        let source = sources[sample.source]
+        let shard = source.train[sample.shard]
         shard.read(from: sample.start, count: seqLen, into: tokens)
         shard.read(from: sample.start + 1, count: seqLen, into: targets)
+        if let masks = source.trainMasks {
+            Self.applyMask(masks[sample.shard], from: sample.start + 1, count: seqLen, to: targets)
+        }
+    }
+
+    /// K when any source has top-K (all that do must share K), else nil.
+    public var teacherK: Int? { teacherKValue }
+
+    /// Rows for the sample's targets (positions start+1 ..< start+1+seqLen), K per row; ids -1 for rows of sources
+    /// without top-K and for masked rows.
+    public func fillTeacher(_ sample: SampleReference, ids: UnsafeMutablePointer<Int32>, logprobs: UnsafeMutablePointer<Float>) {
+        guard let k = teacherKValue else { return }
+        guard let teacher = sources[sample.source].teacher else {
+            ids.update(repeating: -1, count: seqLen * k)
+            logprobs.update(repeating: 0, count: seqLen * k)
+            return
+        }
+        teacher[sample.shard].read(from: sample.start + 1, count: seqLen, ids: ids, logprobs: logprobs)
     }
 
     /// Up to `maxSequences` fixed validation windows of a source (its held-out shards, in order); empty when the
-    /// source has no validation split.
+    /// source has no validation split. Masked targets are -1, as in `fill`.
     public func validationSequences(source: Int, maxSequences: Int) -> [(tokens: [Int32], targets: [Int32])] {
         var result: [(tokens: [Int32], targets: [Int32])] = []
-        for shard in sources[source].validation {
+        let data = sources[source]
+        for (s, shard) in data.validation.enumerated() {
             var start = 0
             while start + seqLen + 1 <= shard.tokenCount, result.count < maxSequences {
                 var tokens = [Int32](repeating: 0, count: seqLen), targets = tokens
                 tokens.withUnsafeMutableBufferPointer { shard.read(from: start, count: seqLen, into: $0.baseAddress!) }
-                targets.withUnsafeMutableBufferPointer { shard.read(from: start + 1, count: seqLen, into: $0.baseAddress!) }
+                targets.withUnsafeMutableBufferPointer {
+                    shard.read(from: start + 1, count: seqLen, into: $0.baseAddress!)
+                    if let masks = data.validationMasks {
+                        Self.applyMask(masks[s], from: start + 1, count: seqLen, to: $0.baseAddress!)
+                    }
+                }
                 result.append((tokens, targets))
                 start += seqLen
             }
         }
         return result
+    }
+
+    private static func applyMask(_ mask: LossMaskShard, from start: Int, count: Int, to targets: UnsafeMutablePointer<Int32>) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { bytes in
+            mask.read(from: start, count: count, into: bytes.baseAddress!)
+            for i in 0..<count where bytes[i] == 0 { targets[i] = -1 }
+        }
     }
 
     private func window(source: Int, draw: Int) -> SampleReference {

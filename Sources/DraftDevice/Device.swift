@@ -155,11 +155,42 @@ public protocol Device: AnyObject, DecodeKernels {
     func crossEntropyForwardBackward(logits: DevicePointer<Float>, targets: DevicePointer<Int32>,
                                      losses: DevicePointer<Float>, rows: Int, vocab: Int, lossScale: Float) throws
 
+    /// Fused token-level distillation loss over `rows` rows of `vocab` logits, in place, like
+    /// `crossEntropyForwardBackward`: the logits are replaced by `lossScale * d(losses[r])/d(logits)`.
+    ///
+    /// Row r has the data target `targets[r]` and the teacher's top-`topK` ids `teacherIds[r, :]` with log-probs
+    /// `l_i = teacherLogprobs[r, i]`, `p_i = exp(l_i)`, `p_rest = max(0, 1 - sum p_i)`. With the student's
+    /// `q = softmax(logits[r])`, `q_i = q[t_i]` and `q_rest = max(sum of q outside the top-K, tiny)` (summed over the
+    /// complement, not taken as `1 - sum q_i`, which cancels when the top-K hold nearly all the mass):
+    /// - `.kl`:  `kd = sum_i p_i (l_i - log q_i) + p_rest (log p_rest - log q_rest)` (forward KL over K+1 buckets,
+    ///   `0 log 0 = 0`);
+    /// - `.tvd`: `kd = 1/2 (sum_i |p_i - q_i| + |p_rest - q_rest|)`.
+    ///
+    /// `ceLosses[r]` is the cross-entropy on the data target, `kdLosses[r]` the divergence and
+    /// `losses[r] = (1 - kdWeight) ce + kdWeight kd`. A row whose teacher ids are all -1 (no teacher: replayed raw
+    /// text) takes the cross-entropy alone (`kdLosses[r] = 0`); a negative target ignores the row (all zero).
+    /// Teacher ids must be distinct and in `[0, vocab)` (or the row all -1), log-probs not NaN and not above 0 beyond
+    /// rounding; a violation, or a target `>= vocab`, is an error before anything is written.
+    func distillationLossForwardBackward(logits: DevicePointer<Float>, targets: DevicePointer<Int32>,
+                                         teacherIds: DevicePointer<Int32>, teacherLogprobs: DevicePointer<Float>,
+                                         losses: DevicePointer<Float>, ceLosses: DevicePointer<Float>,
+                                         kdLosses: DevicePointer<Float>, rows: Int, vocab: Int, topK: Int,
+                                         divergence: Divergence, kdWeight: Float, lossScale: Float) throws
+
     /// One AdamW step in PyTorch's form on `count` elements: decoupled decay `p -= lr * weightDecay * p`, then
     /// `m, v` moments and the bias-corrected update. `step` is 1-based.
     func adamw(params: DevicePointer<Float>, grads: DevicePointer<Float>, m: DevicePointer<Float>,
                v: DevicePointer<Float>, count: Int, lr: Float, beta1: Float, beta2: Float, eps: Float,
                weightDecay: Float, step: Int) throws
+}
+
+/// The divergence a distillation loss takes between the teacher's top-K (plus the rest of the mass as one bucket)
+/// and the student (see `Device.distillationLossForwardBackward`). Raw values are the HPU ABI's.
+public enum Divergence: UInt32, Sendable, CaseIterable {
+    /// Forward KL(teacher || student).
+    case kl = 1
+    /// Total variation distance.
+    case tvd = 2
 }
 
 extension Device {

@@ -253,6 +253,19 @@ public final class HPUDevice: Device {
         try launch(HPU_GUID_CROSS_ENTROPY, params, logits.address, targets.address, losses.address)
     }
 
+    public func distillationLossForwardBackward(logits: DevicePointer<Float>, targets: DevicePointer<Int32>,
+                                                teacherIds: DevicePointer<Int32>,
+                                                teacherLogprobs: DevicePointer<Float>, losses: DevicePointer<Float>,
+                                                ceLosses: DevicePointer<Float>, kdLosses: DevicePointer<Float>,
+                                                rows: Int, vocab: Int, topK: Int, divergence: Divergence,
+                                                kdWeight: Float, lossScale: Float) throws {
+        let params = HpuDistillationLossParams(rows: Int64(rows), vocab: Int64(vocab), topK: Int64(topK),
+                                               divergence: divergence.rawValue, kdWeight: kdWeight,
+                                               lossScale: lossScale, reserved: 0)
+        try launch(HPU_GUID_DISTILLATION_LOSS, params, logits.address, targets.address, teacherIds.address,
+                   teacherLogprobs.address, losses.address, ceLosses.address, kdLosses.address)
+    }
+
     public func adamw(params: DevicePointer<Float>, grads: DevicePointer<Float>, m: DevicePointer<Float>,
                       v: DevicePointer<Float>, count: Int, lr: Float, beta1: Float, beta2: Float, eps: Float,
                       weightDecay: Float, step: Int) throws {

@@ -177,6 +177,21 @@ public final class InstrumentedDevice: Device {
         }
         try check("cross_entropy", "losses", losses, rows: 1, cols: rows)
     }
+    public func distillationLossForwardBackward(logits: DevicePointer<Float>, targets: DevicePointer<Int32>,
+                                                teacherIds: DevicePointer<Int32>,
+                                                teacherLogprobs: DevicePointer<Float>, losses: DevicePointer<Float>,
+                                                ceLosses: DevicePointer<Float>, kdLosses: DevicePointer<Float>,
+                                                rows: Int, vocab: Int, topK: Int, divergence: Divergence,
+                                                kdWeight: Float, lossScale: Float) throws {
+        try run("distillation_loss") {
+            try base.distillationLossForwardBackward(logits: logits, targets: targets, teacherIds: teacherIds,
+                                                     teacherLogprobs: teacherLogprobs, losses: losses,
+                                                     ceLosses: ceLosses, kdLosses: kdLosses, rows: rows,
+                                                     vocab: vocab, topK: topK, divergence: divergence,
+                                                     kdWeight: kdWeight, lossScale: lossScale)
+        }
+        try check("distillation_loss", "losses", losses, rows: 1, cols: rows)
+    }
     public func adamw(params: DevicePointer<Float>, grads: DevicePointer<Float>, m: DevicePointer<Float>,
                       v: DevicePointer<Float>, count: Int, lr: Float, beta1: Float, beta2: Float, eps: Float,
                       weightDecay: Float, step: Int) throws {

@@ -122,8 +122,14 @@ public final class BatchGenerator {
 
     /// Generates for every prompt and hands each result to `finished` as soon as it completes (not in prompt
     /// order). Prompts longer than the context are refused before anything runs.
-    public func generate(prompts: [[Int32]], settings: GenerationSettings,
+    ///
+    /// `sampling`, when given, is each prompt's own temperature and seed (one batch can mix temperatures; a seed
+    /// tied to the prompt, not its position in this call, lets a resumed run draw the same tokens). `observe` sees
+    /// every drawn token (a stop token included) with the logits it was drawn from, e.g. to keep the target's top-K.
+    public func generate(prompts: [[Int32]], settings: GenerationSettings, sampling: [SamplingParameters]? = nil,
+                         observe: ((_ index: Int, _ logits: UnsafeBufferPointer<Float>, _ token: Int32) -> Void)? = nil,
                          finished: (GeneratedSequence) throws -> Void) throws {
+        precondition(sampling == nil || sampling!.count == prompts.count, "one SamplingParameters per prompt")
         for (i, prompt) in prompts.enumerated() {
             guard !prompt.isEmpty else { throw InputError("prompt \(i + 1) has no tokens") }
             guard prompt.count <= cache.capacity else {
@@ -141,10 +147,10 @@ public final class BatchGenerator {
             chunkSlots.removeAll(keepingCapacity: true)
             for s in 0..<cache.slotCount {
                 if slots[s] == nil, nextPrompt < prompts.count, settings.maxNewTokens > 0 {
-                    var sampling = settings.sampling
-                    sampling.seed = settings.seed(forPrompt: nextPrompt)
+                    var parameters = settings.sampling
+                    parameters.seed = settings.seed(forPrompt: nextPrompt)
                     slots[s] = Running(index: nextPrompt, promptTokens: prompts[nextPrompt].count,
-                                       sampler: Sampler(sampling))
+                                       sampler: Sampler(sampling?[nextPrompt] ?? parameters))
                     try cache.reset(slot: s)
                     chunks.append(SequenceChunk(slot: s, tokens: prompts[nextPrompt], start: 0))
                     chunkSlots.append(s)
@@ -171,6 +177,7 @@ public final class BatchGenerator {
                 let token = probabilities.withUnsafeMutableBufferPointer {
                     slots[s]!.sampler.sample(logits: logits.row(c), probabilities: $0)
                 }
+                observe?(slots[s]!.index, logits.row(c), token)
                 if settings.stopTokens.contains(token) {
                     ended.append((s, .eos))
                     continue

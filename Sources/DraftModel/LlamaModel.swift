@@ -23,6 +23,7 @@ public final class LlamaModel {
 
     /// The token ids the LM head scores when `config.head_vocab` is set (ascending; see `setHeadIDs`), else nil.
     public var headIDs: [Int32]? { subsetHead?.ids }
+    private var teacherBuffers: TeacherBuffers?
 
     /// Rows of the LM head processed at once. The full `(N, V)` logits of a 32k vocabulary would be 260 MB per
     /// micro-batch of 2048 tokens; chunks of about 8M logits bound that to 32 MB at no cost in speed.
@@ -62,6 +63,7 @@ public final class LlamaModel {
     deinit {
         activations?.free(device)
         subsetHead?.free(device)
+        teacherBuffers?.free(device)
         device.free(parameters)
         device.free(gradients)
         device.free(ropeCos)
@@ -103,19 +105,36 @@ public final class LlamaModel {
     @discardableResult
     public func forwardBackward(tokens: [Int32], targets: [Int32], batch: Int, seqLen: Int, lossScale: Float = 1,
                                 gradientsReady: ((Int) throws -> Void)? = nil) throws -> (lossSum: Double, targets: Int) {
+        let sums = try forwardBackward(tokens: tokens, targets: targets, teacher: nil, loss: .crossEntropy,
+                                       batch: batch, seqLen: seqLen, lossScale: lossScale,
+                                       gradientsReady: gradientsReady)
+        return (sums.loss, sums.targets)
+    }
+
+    /// Forward and backward with the token loss `loss`: as above, with the gradients of `lossScale * sum(per-token
+    /// loss)`. `teacher` holds the teacher's top-K rows for a distillation loss (nil: every row takes the
+    /// cross-entropy). Returns the unscaled sums of the loss and of its cross-entropy and divergence terms.
+    public func forwardBackward(tokens: [Int32], targets: [Int32], teacher: TeacherRows?, loss: TokenLoss,
+                                batch: Int, seqLen: Int, lossScale: Float = 1,
+                                gradientsReady: ((Int) throws -> Void)? = nil) throws -> LossSums {
         let a = try prepare(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen)
+        let distillation = try prepareTeacher(teacher, loss: loss, rows: batch * seqLen)
         try forwardToFinalNorm(a)
-        let lossSum = try headAndLoss(a, lossScale: lossScale, backward: true)
+        var sums = try headAndLoss(a, distillation: distillation, lossScale: lossScale, backward: true)
         try backwardFromFinalNorm(a, gradientsReady: gradientsReady)
-        return (lossSum, a.lossTargets)
+        sums.targets = a.lossTargets
+        if let teacher, distillation != nil {
+            sums.teacherRows = (0..<targets.count).lazy.filter { targets[$0] >= 0 && teacher.ids[$0 * teacher.k] >= 0 }.count
+        }
+        return sums
     }
 
     /// Loss without gradients (validation): the unscaled loss sum and the number of targets.
     public func evaluate(tokens: [Int32], targets: [Int32], batch: Int, seqLen: Int) throws -> (lossSum: Double, targets: Int) {
         let a = try prepare(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen)
         try forwardToFinalNorm(a)
-        let lossSum = try headAndLoss(a, lossScale: 0, backward: false)
-        return (lossSum, a.lossTargets)
+        let sums = try headAndLoss(a, distillation: nil, lossScale: 0, backward: false)
+        return (sums.loss, a.lossTargets)
     }
 
     /// Full `(N, V)` logits, for parity checks and generation. With a subset head, ids outside it get `-inf`
@@ -263,16 +282,42 @@ public final class LlamaModel {
                                   rstd: a.rstdF, rows: n, dim: c.dim, eps: eps)
     }
 
-    /// LM head and cross-entropy in row chunks; with `backward`, also `dNormF` (into `a.dNorm`) and the head's
-    /// weight gradient. A subset head multiplies by its gathered `(K, C)` rows and scatter-adds their gradient into
-    /// the head tensor's rows once, after the last chunk. Returns the loss sum.
-    private func headAndLoss(_ a: Activations, lossScale: Float, backward: Bool) throws -> Double {
+    /// The teacher rows on the device for a distillation loss, or nil when every row takes the cross-entropy.
+    private func prepareTeacher(_ teacher: TeacherRows?, loss: TokenLoss, rows: Int) throws -> DistillationInputs? {
+        guard case let .distillation(divergence, kdWeight) = loss, let teacher else { return nil }
+        // The teacher's top-K ids are vocabulary ids; a subset head's logits are positions in the subset, and the
+        // kernels take every row's K ids as present or the whole row as absent. Until teacher mass outside the subset
+        // is folded into the rest bucket, the two do not combine (the config refuses it first).
+        guard subsetHead?.compact == nil else {
+            throw InputError("a distillation loss with a subset head (model.head_vocab) is not supported")
+        }
+        guard teacher.k > 0, teacher.ids.count == rows * teacher.k, teacher.logprobs.count == rows * teacher.k else {
+            throw InputError("teacher rows: expected \(rows) x k = \(teacher.k) ids and log-probs, got \(teacher.ids.count) and \(teacher.logprobs.count)")
+        }
+        if teacherBuffers?.rows != rows || teacherBuffers?.k != teacher.k {
+            teacherBuffers?.free(device)
+            teacherBuffers = nil
+            teacherBuffers = try TeacherBuffers(rows: rows, k: teacher.k, headRows: min(headChunkRows, rows),
+                                                device: device)
+        }
+        let buffers = teacherBuffers.unsafelyUnwrapped
+        try teacher.ids.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.ids) }
+        try teacher.logprobs.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.logprobs) }
+        return DistillationInputs(buffers: buffers, divergence: divergence, kdWeight: kdWeight)
+    }
+
+    /// LM head and loss in row chunks (cross-entropy, or the distillation loss when `distillation` is given); with
+    /// `backward`, also `dNormF` (into `a.dNorm`) and the head's weight gradient. A subset head multiplies by its
+    /// gathered `(K, C)` rows and scatter-adds their gradient into the head tensor's rows once, after the last chunk.
+    /// Returns the loss sums (`targets` and `teacherRows` left to the caller).
+    private func headAndLoss(_ a: Activations, distillation: DistillationInputs?, lossScale: Float,
+                             backward: Bool) throws -> LossSums {
         let c = config.dim, v = config.headSize, n = a.rows
         let head = try headWeights()
         let compact = subsetHead?.compact
         let headGrad = compact?.gradient ?? grad(layout.head)
         if backward, compact != nil { try device.fill(headGrad, count: v * c, value: 0) }
-        var lossSum = 0.0
+        var sums = LossSums()
         var losses = [Float](repeating: 0, count: a.headRows)
         var start = 0
         while start < n {
@@ -280,12 +325,23 @@ public final class LlamaModel {
             let x = a.normF.advanced(by: start * c)
             try device.gemm(transA: false, transB: true, m: rows, n: v, k: c, alpha: 1, a: x, lda: c,
                             b: head, ldb: c, beta: 0, c: a.logits, ldc: v)
-            try device.crossEntropyForwardBackward(logits: a.logits, targets: a.targets.advanced(by: start),
-                                                   losses: a.losses, rows: rows, vocab: v, lossScale: lossScale)
-            try losses.withUnsafeMutableBufferPointer {
-                try device.copyToHost(a.losses, UnsafeMutableBufferPointer(rebasing: $0[0..<rows]))
+            if let d = distillation {
+                let k = d.buffers.k
+                try device.distillationLossForwardBackward(
+                    logits: a.logits, targets: a.targets.advanced(by: start),
+                    teacherIds: d.buffers.ids.advanced(by: start * k),
+                    teacherLogprobs: d.buffers.logprobs.advanced(by: start * k), losses: a.losses,
+                    ceLosses: d.buffers.ceLosses, kdLosses: d.buffers.kdLosses, rows: rows, vocab: v, topK: k,
+                    divergence: d.divergence, kdWeight: d.kdWeight, lossScale: lossScale)
+                sums.crossEntropy += try sum(d.buffers.ceLosses, rows: rows, scratch: &losses)
+                sums.divergence += try sum(d.buffers.kdLosses, rows: rows, scratch: &losses)
+                sums.loss += try sum(a.losses, rows: rows, scratch: &losses)
+            } else {
+                try device.crossEntropyForwardBackward(logits: a.logits, targets: a.targets.advanced(by: start),
+                                                       losses: a.losses, rows: rows, vocab: v, lossScale: lossScale)
+                sums.loss += try sum(a.losses, rows: rows, scratch: &losses)
+                sums.crossEntropy = sums.loss
             }
-            for r in 0..<rows { lossSum += Double(losses[r]) }
             if backward {
                 // linearBackward's two products, against the (possibly gathered) head and its gradient.
                 try device.gemm(transA: false, transB: false, m: rows, n: c, k: v, alpha: 1, a: a.logits, lda: v,
@@ -299,7 +355,17 @@ public final class LlamaModel {
             try device.embeddingBackward(tokens: compact.ids, dOut: compact.gradient, dTable: grad(layout.head),
                                          count: v, dim: c, vocab: config.vocabSize)
         }
-        return lossSum
+        return sums
+    }
+
+    /// The sum of `rows` per-row losses on the device, read back through `scratch`.
+    private func sum(_ values: DevicePointer<Float>, rows: Int, scratch: inout [Float]) throws -> Double {
+        try scratch.withUnsafeMutableBufferPointer {
+            try device.copyToHost(values, UnsafeMutableBufferPointer(rebasing: $0[0..<rows]))
+        }
+        var total = 0.0
+        for r in 0..<rows { total += Double(scratch[r]) }
+        return total
     }
 
     private func backwardFromFinalNorm(_ a: Activations, gradientsReady: ((Int) throws -> Void)?) throws {
@@ -453,5 +519,41 @@ private final class SubsetHead {
         device.free(compact.ids)
         device.free(compact.weight)
         device.free(compact.gradient)
+    }
+}
+
+/// A distillation loss's device inputs for one forward-backward.
+private struct DistillationInputs {
+    let buffers: TeacherBuffers
+    let divergence: Divergence
+    let kdWeight: Float
+}
+
+/// The teacher's top-K rows of one micro-batch on the device, `(N, k)`, and the per-row loss terms of one head chunk.
+private final class TeacherBuffers {
+    let rows, k: Int
+    let ids: DevicePointer<Int32>
+    let logprobs, ceLosses, kdLosses: DevicePointer<Float>
+
+    init(rows: Int, k: Int, headRows: Int, device: any Device) throws {
+        self.rows = rows
+        self.k = k
+        ids = try device.allocate(Int32.self, count: rows * k)
+        var made: [DevicePointer<Float>] = []
+        do {
+            for count in [rows * k, headRows, headRows] { made.append(try device.allocate(Float.self, count: count)) }
+        } catch {
+            device.free(ids)
+            made.forEach { device.free($0) }
+            throw error
+        }
+        logprobs = made[0]
+        ceLosses = made[1]
+        kdLosses = made[2]
+    }
+
+    func free(_ device: any Device) {
+        device.free(ids)
+        [logprobs, ceLosses, kdLosses].forEach { device.free($0) }
     }
 }

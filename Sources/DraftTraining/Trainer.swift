@@ -52,6 +52,10 @@ public final class Trainer {
     public let model: LlamaModel
     public let optimizer: AdamW
     public let loader: MixtureLoader
+    /// The teacher rows a distillation stage trains against: the loader's `distill --top-k-logits` sources.
+    let teacherSource: any TeacherRowSource
+    /// Each stage's token loss.
+    let losses: [TokenLoss]
     public let tokenizerFingerprint: String
     /// Whether a recorded fingerprint is this run's tokenizer (also the whole-file hash older checkpoints hold).
     let recognizesTokenizer: (String) -> Bool
@@ -96,6 +100,8 @@ public final class Trainer {
         loader = try MixtureLoader(sources: sources,
                                    stages: config.schedule.stages.map { StageMixture(name: $0.name, weights: $0.mixture) },
                                    seqLen: config.data.seqLen, seed: config.run.seed)
+        teacherSource = loader
+        losses = try stageLosses(config, loader: loader, teacher: teacherSource)
         model = try LlamaModel(config: config.model, device: device)
         optimizer = try AdamW(model: model, hyperparameters: AdamWHyperparameters(
             beta1: Float(config.optimizer.betas[0]), beta2: Float(config.optimizer.betas[1]),
@@ -182,6 +188,9 @@ public final class Trainer {
                     ("mfu", mfu), ("elapsed_s", elapsed), ("eta_s", eta),
                 ]
                 if let coverage = result.headCoverage { fields.append(("head_coverage", coverage)) }
+                if let terms = result.terms {
+                    fields += [("ce_loss", terms.ce), ("kd_loss", terms.kd), ("kd_rows", terms.teacherRows)]
+                }
                 if let stats = gradientSync?.reducer.lastStepStats, communicator.size > 1 {
                     fields += [("allreduce_s", stats.mpiSeconds + stats.blockedSeconds), ("allreduce_blocked_s", stats.blockedSeconds),
                                ("allreduce_hidden_s", stats.hiddenSeconds),
@@ -240,6 +249,9 @@ public final class Trainer {
         var lr: Double
         /// Every rank saw a stop request (SIGTERM/SIGINT on any rank).
         var stop: Bool
+        /// A distillation stage's terms: mean ce over target rows, mean divergence over target rows with a teacher
+        /// row, and the fraction of target rows that had one; nil under cross-entropy.
+        var terms: (ce: Double, kd: Double, teacherRows: Double)?
         /// With a subset head: the fraction of the step's targets inside it (the others were left out of the loss).
         var headCoverage: Double? = nil
     }
@@ -261,27 +273,35 @@ public final class Trainer {
         let perRank = samples.count / world
         let mine = samples[(rank * perRank)..<((rank + 1) * perRank)]
         var tokens = [Int32](repeating: 0, count: micro * seqLen), targets = tokens
+        let tokenLoss = losses[stage]
+        // Validated at init: a distillation stage has a teacher source with a K.
+        var teacher = tokenLoss == .crossEntropy ? nil : TeacherRows(k: teacherSource.teacherK ?? 1, rows: micro * seqLen)
         try model.zeroGradients()
-        var lossSum = 0.0, targetCount = 0, outsideHead = 0
+        var sums = LossSums(), outsideHead = 0
         let microSteps = perRank / micro
         for m in 0..<microSteps {
+            let batch = mine[(mine.startIndex + m * micro)..<(mine.startIndex + (m + 1) * micro)]
             tokens.withUnsafeMutableBufferPointer { tokenBuffer in
                 targets.withUnsafeMutableBufferPointer { targetBuffer in
-                    for (i, sample) in mine[(mine.startIndex + m * micro)..<(mine.startIndex + (m + 1) * micro)].enumerated() {
+                    for (i, sample) in batch.enumerated() {
                         loader.fill(sample, tokens: tokenBuffer.baseAddress! + i * seqLen,
                                     targets: targetBuffer.baseAddress! + i * seqLen)
                     }
                 }
             }
+            if teacher != nil { fillTeacher(&teacher!, batch, seqLen: seqLen) }
             let t1 = now()
             phases.data += t1 - t0
             let last = m == microSteps - 1
             let ready = last ? gradientSync?.readyHandler : nil
-            let r = try model.forwardBackward(tokens: tokens, targets: targets, batch: micro, seqLen: seqLen,
-                                              lossScale: 1, gradientsReady: ready)
-            if options.debug { try checkFinite(r.lossSum, "loss of micro-batch \(m)") }
-            lossSum += r.lossSum
-            targetCount += r.targets
+            let r = try model.forwardBackward(tokens: tokens, targets: targets, teacher: teacher, loss: tokenLoss,
+                                              batch: micro, seqLen: seqLen, lossScale: 1, gradientsReady: ready)
+            if options.debug { try checkFinite(r.loss, "loss of micro-batch \(m)") }
+            sums.loss += r.loss
+            sums.targets += r.targets
+            sums.crossEntropy += r.crossEntropy
+            sums.divergence += r.divergence
+            sums.teacherRows += r.teacherRows
             outsideHead += model.lastOutsideHeadTargets
             t0 = now()
             phases.compute += t0 - t1
@@ -289,7 +309,9 @@ public final class Trainer {
         try reduceGradients()
         if TestHooks.nanSteps.contains(step + 1) { try device.fill(model.gradients, count: 1, value: .nan) }
         let stopRequested = PreemptionSignal.requested ? 1.0 : 0.0
-        let totals = try communicator.allReduceSum([lossSum, Double(targetCount), stopRequested, Double(outsideHead)])
+        let totals = try communicator.allReduceSum([sums.loss, Double(sums.targets), stopRequested,
+                                                    sums.crossEntropy, sums.divergence, Double(sums.teacherRows),
+                                                    Double(outsideHead)])
         let t2 = now()
         phases.reduce += t2 - t0
         let globalTargets = max(totals[1], 1)
@@ -302,9 +324,31 @@ public final class Trainer {
         let finite = loss.isFinite && gradNorm.isFinite
         if finite { try optimizer.update(lr: Float(lr), gradNorm: bufferNorm, gradientScale: gradientScale) }
         phases.optimizer += now() - t2
-        let headCoverage = config.model.headVocab == nil ? nil : totals[1] / max(totals[1] + totals[3], 1)
+        // The two terms of a distillation stage, each over its own rows: ce over target rows, kd over those with a
+        // teacher row.
+        let terms = tokenLoss == .crossEntropy ? nil
+            : (ce: totals[3] / globalTargets, kd: totals[4] / max(totals[5], 1), teacherRows: totals[5] / globalTargets)
+        let headCoverage = config.model.headVocab == nil ? nil : totals[1] / max(totals[1] + totals[6], 1)
         return StepResult(loss: finite ? loss : nil, rawLoss: loss, gradNorm: gradNorm, lr: lr, stop: totals[2] > 0,
-                          headCoverage: headCoverage)
+                          terms: terms, headCoverage: headCoverage)
+    }
+
+    /// The teacher rows of one micro-batch: the source's where it carries them, none (-1) where it is raw text.
+    private func fillTeacher(_ teacher: inout TeacherRows, _ samples: ArraySlice<SampleReference>, seqLen: Int) {
+        let k = teacher.k, source = teacherSource
+        teacher.ids.withUnsafeMutableBufferPointer { ids in
+            teacher.logprobs.withUnsafeMutableBufferPointer { logprobs in
+                for (i, sample) in samples.enumerated() {
+                    let rowIds = ids.baseAddress! + i * seqLen * k, rowLogprobs = logprobs.baseAddress! + i * seqLen * k
+                    if source.carriesTeacher(source: sample.source) {
+                        source.fillTeacher(sample, ids: rowIds, logprobs: rowLogprobs)
+                    } else {
+                        rowIds.update(repeating: -1, count: seqLen * k)
+                        rowLogprobs.update(repeating: 0, count: seqLen * k)
+                    }
+                }
+            }
+        }
     }
 
     /// Sums gradients over ranks: bucket by bucket, in place on a host-memory device, staged through host memory on

@@ -1,3 +1,4 @@
+import DraftDevice
 import DraftErrors
 import DraftModel
 import Foundation
@@ -28,7 +29,38 @@ public struct TrainingConfig: Codable, Sendable {
         public var tokens: Double
         public var mixture: [String: Double]
         public var lrScale: Double?
-        enum CodingKeys: String, CodingKey { case name, tokens, mixture, lrScale = "lr_scale" }
+        /// The stage's token loss (`ce` when absent).
+        public var loss: StageLoss?
+        enum CodingKeys: String, CodingKey { case name, tokens, mixture, loss, lrScale = "lr_scale" }
+    }
+
+    /// A stage's `loss: {kind, kd_weight}`: `ce` (cross-entropy on the data token, the default), `kl` or `tvd` (the
+    /// divergence from the teacher's stored top-K plus one bucket for the rest of the mass), or `ce_kl`
+    /// (`(1 - kd_weight) ce + kd_weight kl`, `kd_weight` 0.5 by default). Rows without a teacher row take `ce`.
+    public struct StageLoss: Codable, Sendable, Equatable {
+        public static let kinds = ["ce", "kl", "tvd", "ce_kl"]
+        public static let defaultKDWeight = 0.5
+        public var kind: String
+        public var kdWeight: Double?
+        enum CodingKeys: String, CodingKey { case kind, kdWeight = "kd_weight" }
+
+        public init(kind: String, kdWeight: Double? = nil) {
+            self.kind = kind
+            self.kdWeight = kdWeight
+        }
+
+        /// What the model takes (the kind and weight already validated).
+        public var tokenLoss: TokenLoss {
+            switch kind {
+            case "kl": return .distillation(.kl, kdWeight: 1)
+            case "tvd": return .distillation(.tvd, kdWeight: 1)
+            case "ce_kl": return .distillation(.kl, kdWeight: Float(kdWeight ?? Self.defaultKDWeight))
+            default: return .crossEntropy
+            }
+        }
+
+        /// Whether the loss needs the teacher's top-K.
+        public var needsTeacher: Bool { tokenLoss != .crossEntropy }
     }
 
     public struct Schedule: Codable, Sendable {
@@ -245,6 +277,24 @@ extension TrainingConfig {
             }
             if !(stage.mixture.values.reduce(0, +) > 0) { throw fail("schedule.stages[\(i)].mixture", "weights summing to more than 0") }
             if let scale = stage.lrScale, !(scale > 0) { throw fail("schedule.stages[\(i)].lr_scale", "a positive number, got \(scale)") }
+            if let loss = stage.loss {
+                if !StageLoss.kinds.contains(loss.kind) {
+                    throw fail("schedule.stages[\(i)].loss.kind", "one of \(StageLoss.kinds.joined(separator: ", ")), got '\(loss.kind)'")
+                }
+                if let weight = loss.kdWeight {
+                    if loss.kind != "ce_kl" {
+                        throw fail("schedule.stages[\(i)].loss.kd_weight", "no kd_weight with kind '\(loss.kind)' (it weighs ce against kl in kind ce_kl only)")
+                    }
+                    if !(weight >= 0 && weight <= 1) {
+                        throw fail("schedule.stages[\(i)].loss.kd_weight", "a weight in [0, 1], got \(weight)")
+                    }
+                }
+                if loss.kind != "ce", let k = model.headVocab, k < model.vocabSize {
+                    // The teacher's top-K are vocabulary ids; folding those outside the subset into the rest bucket
+                    // is not built, so the combination is refused rather than trained wrongly.
+                    throw fail("schedule.stages[\(i)].loss.kind", "'ce' with a subset head (model.head_vocab \(k) < vocab_size \(model.vocabSize)): token-level distillation over a subset head is not supported, got '\(loss.kind)'")
+                }
+            }
         }
         if optimizer.name != "adamw" { throw fail("optimizer.name", "'adamw', got '\(optimizer.name)'") }
         if !(optimizer.lr > 0) { throw fail("optimizer.lr", "a positive number, got \(optimizer.lr)") }

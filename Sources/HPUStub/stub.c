@@ -18,8 +18,8 @@
  * Module exclusivity is per process: separate processes each see all modules, as ranks on separate cards would.
  *
  * Test hook, read once by hpuGetPluginApi: HPU_STUB_ABI_MINOR=0 makes the library an ABI 1.0 plugin (its table says
- * 1.0 and the 1.1 GUIDs are unknown), so a host's handling of an older plugin is testable without building one;
- * HPU_STUB_ABI_MINOR=1 (or unset) is the current ABI, any other value makes hpuGetPluginApi refuse (return NULL).
+ * 1.0 and the later GUIDs are unknown), so a host's handling of an older plugin is testable without building one;
+ * HPU_STUB_ABI_MINOR=2 (or unset) is the current ABI, any other value makes hpuGetPluginApi refuse (return NULL).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -933,6 +933,32 @@ static synStatus run_adamw(Launch* l, const void* raw) {
     return synSuccess;
 }
 
+static synStatus run_distillation_loss(Launch* l, const void* raw) {
+    const HpuDistillationLossParams* p = raw;
+    uint64_t elements, teacher;
+    if (!extent3(p->rows, p->vocab, 1, &elements) || !extent3(p->rows, p->topK, 1, &teacher) ||
+        p->vocab > 0x7FFFFFFF) {
+        return BAD_PARAMS(l, "rows, vocab or topK out of range");
+    }
+    if (p->topK < 1) return BAD_PARAMS(l, "topK must be positive");
+    if (p->rows > 0 && p->vocab == 0) return BAD_PARAMS(l, "vocab must be positive");
+    if (p->divergence != HPU_DIVERGENCE_KL && p->divergence != HPU_DIVERGENCE_TVD) {
+        return BAD_PARAMS(l, "divergence must be HPU_DIVERGENCE_KL or HPU_DIVERGENCE_TVD");
+    }
+    if (!(p->kdWeight >= 0.0f && p->kdWeight <= 1.0f)) return BAD_PARAMS(l, "kdWeight must be in [0, 1]");
+    if (p->reserved != 0) return BAD_PARAMS(l, "reserved must be 0");
+    if (p->rows == 0) return synSuccess;
+    BIND(l, 0, elements, "logits");
+    BIND(l, 1, (uint64_t)p->rows, "targets");
+    BIND(l, 2, teacher, "teacherIds");
+    BIND(l, 3, teacher, "teacherLogprobs");
+    BIND(l, 4, (uint64_t)p->rows, "losses");
+    BIND(l, 5, (uint64_t)p->rows, "ceLosses");
+    BIND(l, 6, (uint64_t)p->rows, "kdLosses");
+    return hpu_distillation_loss(l->host[0], l->host[1], l->host[2], l->host[3], l->host[4], l->host[5],
+                                 l->host[6], p);
+}
+
 /* ---- Decode kernels (ABI 1.1) ---- */
 
 static synStatus run_rope_at_positions(Launch* l, const void* raw) {
@@ -1027,6 +1053,7 @@ static const KernelEntry k_kernels[] = {
     {HPU_GUID_KV_CACHE_WRITE, sizeof(HpuKvCacheWriteParams), 4, run_kv_cache_write, 1},
     {HPU_GUID_ATTENTION_OVER_CACHE, sizeof(HpuAttentionOverCacheParams), 6, run_attention_over_cache, 1},
     {HPU_GUID_ADD_BIAS, sizeof(HpuAddBiasParams), 2, run_add_bias, 1},
+    {HPU_GUID_DISTILLATION_LOSS, sizeof(HpuDistillationLossParams), 7, run_distillation_loss, 2},
 };
 
 static synStatus stub_launch(synStreamHandle stream, const char* guid, const void* params, size_t params_size,
@@ -1102,7 +1129,7 @@ static const HpuPluginApi k_api_1_0 = {
     STUB_API_FUNCTIONS
 };
 
-_Static_assert(sizeof(HpuGemmParams) <= 64 && sizeof(HpuAdamWParams) <= 64 &&
+_Static_assert(sizeof(HpuGemmParams) <= 64 && sizeof(HpuAdamWParams) <= 64 && sizeof(HpuDistillationLossParams) <= 64 &&
                    sizeof(HpuAttentionOverCacheParams) <= 64, "launch keeps params in 64 bytes");
 
 __attribute__((visibility("default"))) const HpuPluginApi* hpuGetPluginApi(uint32_t abi_version) {

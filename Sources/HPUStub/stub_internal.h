@@ -51,6 +51,11 @@ synStatus hpu_cross_entropy(float* logits, const int32_t* targets, float* losses
                             float lossScale);
 void hpu_adamw(float* params, const float* grads, float* m, float* v, const HpuAdamWParams* p);
 
+/* ---- Distillation loss (distillation_kernels.c, ABI 1.2) ----
+ * Validates the targets, teacher ids and log-probs (synKernelFailed, before writing). */
+synStatus hpu_distillation_loss(float* logits, const int32_t* targets, const int32_t* ids, const float* logprobs,
+                                float* losses, float* ceLosses, float* kdLosses, const HpuDistillationLossParams* p);
+
 /* ---- Decode kernels (decode_kernels.c, ABI 1.1) ----
  * Tensors validated as above; the index tensors' values are checked here, before anything is written. */
 synStatus hpu_rope_at_positions(float* x, const int32_t* positions, const float* cosTable, const float* sinTable,

@@ -6,7 +6,7 @@ struct SwiftDraft: ParsableCommand {
         commandName: "swiftdraft",
         abstract: "Train small draft models for speculative decoding of a large target model.",
         subcommands: [Train.self, Plan.self, Tokenize.self, Encode.self, Decode.self, Bench.self, Inspect.self, Generate.self,
-                      Score.self, BenchGenerate.self, Speculate.self, Export.self])
+                      Score.self, BenchGenerate.self, Speculate.self, Export.self, Distill.self])
 
     /// ArgumentParser's own `main`, but with its usage errors (exit 64 and the usage text) turned into the CLI's
     /// convention for bad input: exit 2 and one line.

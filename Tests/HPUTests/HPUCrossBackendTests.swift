@@ -127,6 +127,74 @@ final class HPUCrossBackendTests: XCTestCase {
         }
     }
 
+    /// The distillation loss at a SmolLM2-sized vocabulary, each divergence and a mixed weight, on rows with a
+    /// teacher, without one, masked, with the target inside the top-K and with the student's mass on the top-K.
+    func testDistillationLoss() throws {
+        let (rows, vocab, k) = (24, 49_152, 16)
+        for (divergence, weight) in [(Divergence.kl, Float(1)), (.tvd, 1), (.kl, 0.5)] {
+            try compare("distillation \(divergence) \(weight)", seed: 15) { device, random in
+                var logits = random.floats(rows * vocab, in: -6...6)
+                var targets = (0..<rows).map { _ in Int32.random(in: 0..<Int32(vocab), using: &random) }
+                var ids = [Int32](), logprobs = [Float]()
+                for _ in 0..<rows {
+                    var row = Set<Int32>()
+                    while row.count < k { row.insert(Int32.random(in: 0..<Int32(vocab), using: &random)) }
+                    ids += row.sorted()
+                    let weights = (0..<k).map { _ in Double.random(in: 0.1...1, using: &random) }
+                    let total = weights.reduce(0, +) / 0.9
+                    logprobs += weights.map { Float(log($0 / total)) }
+                }
+                targets[3] = -1
+                for i in 0..<k { ids[5 * k + i] = -1 }
+                targets[7] = ids[7 * k + 2]
+                for i in 0..<k { logits[9 * vocab + Int(ids[9 * k + i])] += 30 }
+                let dLogits = try device.upload(logits)
+                let losses = try device.allocate(Float.self, count: rows)
+                let ce = try device.allocate(Float.self, count: rows), kd = try device.allocate(Float.self, count: rows)
+                try device.distillationLossForwardBackward(
+                    logits: dLogits, targets: try device.upload(targets), teacherIds: try device.upload(ids),
+                    teacherLogprobs: try device.upload(logprobs), losses: losses, ceLosses: ce, kdLosses: kd,
+                    rows: rows, vocab: vocab, topK: k, divergence: divergence, kdWeight: weight,
+                    lossScale: 1 / Float(rows - 1))
+                return [try device.download(losses, count: rows), try device.download(ce, count: rows),
+                        try device.download(kd, count: rows), try device.download(dLogits, count: rows * vocab)]
+            }
+        }
+    }
+
+    /// The stub validates the distillation loss's teacher rows and params as the CPU backend does: refused, nothing
+    /// written.
+    func testDistillationLossRefusesBadInput() throws {
+        let vocab = 11, k = 3
+        let logits = (0..<vocab).map { Float($0) * 0.1 }
+        for (ids, logprobs, target, weight, expected) in [
+            ([Int32(1), 2, 11], [Float(-1), -2, -3], Int32(0), Float(1), "outside the vocabulary"),
+            ([Int32(1), 2, 1], [Float(-1), -2, -3], Int32(0), 1, "appears at 0 and 2"),
+            ([Int32(-1), 2, 3], [Float(-1), -2, -3], Int32(0), 1, "all -1"),
+            ([Int32(1), 2, 3], [Float(-1), .nan, -3], Int32(0), 1, "not a log-probability"),
+            ([Int32(1), 2, 3], [Float(-1), -2, -3], Int32(11), 1, "target 11"),
+            ([Int32(1), 2, 3], [Float(-1), -2, -3], Int32(0), 1.5, "kdWeight must be in [0, 1]"),
+        ] {
+            let dLogits = try hpu.upload(logits), losses = try hpu.upload([Float(7)])
+            let ce = try hpu.allocate(Float.self, count: 1), kd = try hpu.allocate(Float.self, count: 1)
+            XCTAssertThrowsError(try hpu.distillationLossForwardBackward(
+                logits: dLogits, targets: try hpu.upload([target]), teacherIds: try hpu.upload(ids),
+                teacherLogprobs: try hpu.upload(logprobs), losses: losses, ceLosses: ce, kdLosses: kd, rows: 1,
+                vocab: vocab, topK: k, divergence: .kl, kdWeight: weight, lossScale: 1)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+            }
+            XCTAssertEqual(try hpu.download(dLogits, count: vocab), logits)
+            XCTAssertEqual(try hpu.download(losses, count: 1), [7])
+        }
+        // A teacher tensor shorter than rows * topK is a rejected address range, before any row is read.
+        let short = try hpu.upload([Int32(1), 2])
+        let dLogits = try hpu.upload(logits), losses = try hpu.allocate(Float.self, count: 1)
+        XCTAssertThrowsError(try hpu.distillationLossForwardBackward(
+            logits: dLogits, targets: try hpu.upload([Int32(0)]), teacherIds: short,
+            teacherLogprobs: try hpu.upload([Float(-1), -2, -3]), losses: losses, ceLosses: losses, kdLosses: losses,
+            rows: 1, vocab: vocab, topK: k, divergence: .kl, kdWeight: 1, lossScale: 1))
+    }
+
     /// The decode kernels at SmolLM2-135M's attention shape: a batched step of rows from 6 sequences at assorted
     /// positions (a prefill block and single decode rows), rotary on q and k, both caches written, attention over
     /// them, and a bias on q.

@@ -3,7 +3,7 @@ import XCTest
 
 /// Bad input ends with exit code 2 and one line on stderr naming the file and the key, and writes nothing.
 final class ConfigBadInputTests: XCTestCase {
-    private var work: URL!
+    var work: URL!
     private var data: URL!
 
     override func setUpWithError() throws {
@@ -18,19 +18,19 @@ final class ConfigBadInputTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: work) }
 
-    private func config(model: String = "{vocab_size: 264, dim: 32, layers: 1, heads: 2, kv_heads: 1, ffn_dim: 64, max_seq_len: 32}",
-                        dataPath: String? = nil, extra: String = "") -> String {
+    func config(model: String = "{vocab_size: 264, dim: 32, layers: 1, heads: 2, kv_heads: 1, ffn_dim: 64, max_seq_len: 32}",
+                dataPath: String? = nil, stage: String = "", extra: String = "") -> String {
         """
         run: {name: bad, dir: \(work.appendingPathComponent("run").path)}
         model: \(model)
         tokenizer: bytes
         data: {seq_len: 32, sources: {code: {path: \(dataPath ?? data.path)}}}
-        schedule: {global_batch_tokens: 256, micro_batch: 8, stages: [{name: s, tokens: 512, mixture: {code: 1.0}}]}
+        schedule: {global_batch_tokens: 256, micro_batch: 8, stages: [{name: s, tokens: 512, mixture: {code: 1.0}\(stage)}]}
         \(extra)
         """
     }
 
-    private func expectBadInput(_ yaml: String, naming key: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    func expectBadInput(_ yaml: String, naming key: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let path = work.appendingPathComponent("config.yaml")
         try yaml.write(to: path, atomically: true, encoding: .utf8)
         let r = try CLI.run(["train", "--config", path.path])

@@ -88,3 +88,20 @@ func scaleInPlace(_ row: UnsafeMutablePointer<Float>, length: Int, by factor: Fl
         j += 1
     }
 }
+
+/// The sum of `length` floats, 8 lanes at a time.
+@inline(__always)
+func rowSum(_ row: UnsafePointer<Float>, length: Int) -> Float {
+    var acc = Vec()
+    var j = 0
+    while j + 8 <= length {
+        acc += loadVec(row + j)
+        j += 8
+    }
+    var tail: Float = 0
+    while j < length {
+        tail += row[j]
+        j += 1
+    }
+    return acc.sum() + tail
+}

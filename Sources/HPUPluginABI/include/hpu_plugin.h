@@ -56,11 +56,14 @@ extern "C" {
  * - 1.1: the decode kernels (rotary at positions, KV-cache write, attention over the cache, bias): four new GUIDs.
  *   HpuPluginApi did not grow (kernels are launched by GUID), so its struct_size is still 1.0's; a host tells a 1.0
  *   plugin by abi_version alone and must not launch a 1.1 GUID on it (a 1.0 plugin answers synUnsupported).
+ * - 1.2: the token-level distillation loss (one new GUID); struct_size still 1.0's.
  * ------------------------------------------------------------------------------------------------------------- */
 #define HPU_PLUGIN_ABI_MAJOR 1
-#define HPU_PLUGIN_ABI_MINOR 1
+#define HPU_PLUGIN_ABI_MINOR 2
 /* The first MINOR with the decode kernels: what inference needs of a plugin, whatever MINOR the host has. */
 #define HPU_PLUGIN_ABI_MINOR_DECODE 1
+/* The first MINOR with the distillation loss: what a stage with a KD loss needs of a plugin. */
+#define HPU_PLUGIN_ABI_MINOR_DISTILLATION 2
 #define HPU_PLUGIN_ABI_VERSION ((HPU_PLUGIN_ABI_MAJOR << 16) | HPU_PLUGIN_ABI_MINOR)
 #define HPU_PLUGIN_ABI_VERSION_MAJOR(version) (((uint32_t)(version)) >> 16)
 #define HPU_PLUGIN_ABI_VERSION_MINOR(version) (((uint32_t)(version)) & 0xFFFFu)
@@ -262,6 +265,28 @@ typedef struct HpuSwigluParams { int64_t count; } HpuSwigluParams;
 #define HPU_GUID_CROSS_ENTROPY "cross_entropy_f32"
 typedef struct HpuCrossEntropyParams { int64_t rows, vocab; float lossScale; uint32_t reserved; } HpuCrossEntropyParams;
 
+/* Fused token-level distillation loss (since ABI 1.2), in place as HPU_GUID_CROSS_ENTROPY. Row r: data target
+ * targets[r], teacher top-K ids t_i = teacherIds[r, i] with log-probs l_i, p_i = exp(l_i),
+ * p_rest = max(0, 1 - sum p_i); student q = softmax(logits[r]), q_i = q[t_i], q_rest = max(sum of q outside the
+ * top-K, FLT_MIN). divergence HPU_DIVERGENCE_KL: kd = sum_i p_i (l_i - log q_i) + p_rest (log p_rest - log q_rest)
+ * (0 log 0 = 0); HPU_DIVERGENCE_TVD: kd = 1/2 (sum_i |p_i - q_i| + |p_rest - q_rest|). ce = the cross-entropy on
+ * the target; losses[r] = (1 - kdWeight) ce + kdWeight kd, ceLosses[r] = ce, kdLosses[r] = kd, and logits[r] is
+ * overwritten by lossScale * d(losses[r])/d(logits[r]). A row whose ids are all -1 has no teacher: ce alone
+ * (kdLosses 0). A negative target ignores the row (zeros). Validated before anything is written (synKernelFailed):
+ * target < vocab; ids all -1 or distinct and in [0, vocab); log-probs not NaN and <= 1e-3. Params: topK >= 1,
+ * kdWeight in [0, 1], divergence one of the two.
+ * Tensors: logits (rows * vocab), targets (i32, rows), teacherIds (i32, rows * topK), teacherLogprobs
+ * (rows * topK), losses, ceLosses, kdLosses (rows each). */
+#define HPU_GUID_DISTILLATION_LOSS "distillation_loss_f32"
+#define HPU_DIVERGENCE_KL 1u
+#define HPU_DIVERGENCE_TVD 2u
+typedef struct HpuDistillationLossParams {
+    int64_t rows, vocab, topK;
+    uint32_t divergence;
+    float kdWeight, lossScale;
+    uint32_t reserved;
+} HpuDistillationLossParams;
+
 /* One AdamW step in PyTorch's form (step is 1-based): p -= lr * weightDecay * p; m = beta1 m + (1 - beta1) g;
  * v = beta2 v + (1 - beta2) g^2; p -= lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps).
  * Tensors: params, grads, m, v (count each). */
@@ -356,7 +381,7 @@ typedef struct HpuPluginApi {
 #define HPU_PLUGIN_API_STRUCT_SIZE(last_field) \
     (offsetof(HpuPluginApi, last_field) + sizeof(((HpuPluginApi*)0)->last_field))
 /* What a 1.0 host needs. A later MINOR that appends a function redefines HPU_PLUGIN_API_STRUCT_SIZE_CURRENT with its
- * own last field; 1.1 appended none, so its table is 1.0's. */
+ * own last field; 1.1 and 1.2 appended none, so their table is 1.0's. */
 #define HPU_PLUGIN_API_STRUCT_SIZE_1_0 HPU_PLUGIN_API_STRUCT_SIZE(synLaunchKernel)
 #define HPU_PLUGIN_API_STRUCT_SIZE_CURRENT HPU_PLUGIN_API_STRUCT_SIZE_1_0
 
@@ -393,11 +418,12 @@ HPU_STATIC_ASSERT(sizeof(HpuAttentionParams) == 40, "HpuAttentionParams layout")
 HPU_STATIC_ASSERT(sizeof(HpuSwigluParams) == 8, "HpuSwigluParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuCrossEntropyParams) == 24, "HpuCrossEntropyParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuAdamWParams) == 40, "HpuAdamWParams layout");
+HPU_STATIC_ASSERT(sizeof(HpuDistillationLossParams) == 40, "HpuDistillationLossParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuRopeAtPositionsParams) == 32, "HpuRopeAtPositionsParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuKvCacheWriteParams) == 32, "HpuKvCacheWriteParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuAttentionOverCacheParams) == 48, "HpuAttentionOverCacheParams layout");
 HPU_STATIC_ASSERT(sizeof(HpuAddBiasParams) == 16, "HpuAddBiasParams layout");
-HPU_STATIC_ASSERT(HPU_PLUGIN_API_STRUCT_SIZE_CURRENT == HPU_PLUGIN_API_STRUCT_SIZE_1_0, "1.1 appended no function");
+HPU_STATIC_ASSERT(HPU_PLUGIN_API_STRUCT_SIZE_CURRENT == HPU_PLUGIN_API_STRUCT_SIZE_1_0, "1.1 and 1.2 appended no function");
 
 #ifdef __cplusplus
 }
