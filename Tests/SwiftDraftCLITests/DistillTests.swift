@@ -340,6 +340,41 @@ final class DistillTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("responses.jsonl")), before)
     }
 
+    /// A server that lists models but answers completions with something that is not a completions response: a
+    /// clear runtime error (exit 1) naming the endpoint and what was expected, not a hang or a crash.
+    func testGarbageAnswerIsAClearError() throws {
+        let model = try target()
+        let work = try CLI.temporaryDirectory("distill-garbage")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let prompts = try writePrompts(work, count: 1)
+        let port = 19_000 + Int(getpid() % 1000)
+        let script = """
+            import http.server
+            class H(http.server.BaseHTTPRequestHandler):
+                def reply(self, body):
+                    self.send_response(200); self.send_header('Content-Type', 'application/json')
+                    self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+                def do_GET(self): self.reply(b'{"data": [{"id": "m"}]}')
+                def do_POST(self):
+                    self.rfile.read(int(self.headers['Content-Length'])); self.reply(b'<html>surprise</html>')
+                def log_message(self, *a): pass
+            http.server.HTTPServer(('127.0.0.1', \(port)), H).serve_forever()
+            """
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = ["-c", script]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL) }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/v1/models")!)) == nil {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let r = try distill(["--target", "http://127.0.0.1:\(port)/v1", "--tokenizer", model, "--prompts", prompts.path,
+                             "--output", work.appendingPathComponent("kd").path, "--temperatures", "0"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/v1/completions") && r.stderr.contains("choices[0].text"), r.stderr)
+    }
+
     func otherTokenizerFile() -> String? {
         let root = Self.cache.appendingPathComponent("tokenizers")
         guard let files = FileManager.default.enumerator(atPath: root.path) else { return nil }
