@@ -102,14 +102,16 @@ final class DistillTests: XCTestCase {
         let work = try CLI.temporaryDirectory("distill-repro")
         defer { try? FileManager.default.removeItem(at: work) }
         let prompts = try writePrompts(work, count: 4)
-        func run(_ name: String, seed: Int) throws -> [Record] {
+        func run(_ name: String, seed: Int, extra: [String] = []) throws -> [Record] {
             let out = work.appendingPathComponent(name)
             let r = try distill(["--target", model, "--prompts", prompts.path, "--output", out.path, "--temperatures", "0,0.8",
-                                 "--max-new-tokens", "16", "--batch", "4", "--seed", "\(seed)"])
+                                 "--max-new-tokens", "16", "--batch", "4", "--seed", "\(seed)"] + extra)
             XCTAssertEqual(r.status, 0, r.stderr)
             return try readRecords(out)
         }
-        let first = try run("a", seed: 5)
+        let k = 4
+        let first = try run("a", seed: 5, extra: ["--top-k-logits", "\(k)"])
+        try checkTopK(work.appendingPathComponent("a"), k: k)
         let generate = try CLI.run(["generate", "--model", model, "--prompts", prompts.path, "--max-new-tokens", "16", "--json"])
         XCTAssertEqual(generate.status, 0, generate.stderr)
         let greedy = try generate.stdout.split(separator: "\n").map {
@@ -127,6 +129,67 @@ final class DistillTests: XCTestCase {
         }
         XCTAssertEqual(sampled(try run("b", seed: 5)), sampled(first), "same seed, same responses")
         XCTAssertNotEqual(sampled(try run("c", seed: 6)), sampled(first), "another seed, other responses")
+    }
+
+    /// With `--top-k-logits`, a greedy response's token is its row's most likely id (so rows and tokens are aligned),
+    /// rows are sorted log-probabilities below 0, and the shards' top-K sidecar holds the same rows at the trained
+    /// positions.
+    func checkTopK(_ directory: URL, k: Int) throws {
+        let text = try String(contentsOf: directory.appendingPathComponent("responses.jsonl"), encoding: .utf8)
+        var checked = 0
+        for line in text.split(separator: "\n") {
+            let j = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let ids = try XCTUnwrap(j["top_k_ids"] as? [Int]), logprobs = try XCTUnwrap(j["top_k_logprobs"] as? [Double])
+            let response = try XCTUnwrap(j["response_ids"] as? [Int])
+            let rows = response.count + (j["finish_reason"] as? String == "eos" ? 1 : 0)
+            XCTAssertEqual(ids.count, rows * k)
+            for r in 0..<rows {
+                let row = Array(logprobs[(r * k)..<(r * k + k)])
+                XCTAssertEqual(row, row.sorted(by: >))
+                XCTAssertLessThanOrEqual(row[0], 0)
+                if j["temperature"] as? Double == 0, r < response.count {
+                    XCTAssertEqual(ids[r * k], response[r], "greedy token = top-1 of its row")
+                    checked += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 0)
+        let source = try DataSource(name: "kd", path: directory.path)
+        let teacher = try XCTUnwrap(source.teacher)
+        XCTAssertEqual(teacher.first?.k, k)
+        let masks = try XCTUnwrap(source.trainMasks)
+        for (shard, (topK, mask)) in zip(source.train, zip(teacher, masks)) {
+            var rowIDs = [Int32](repeating: 0, count: shard.tokenCount * k), rowLogprobs = [Float](repeating: 0, count: shard.tokenCount * k)
+            var bytes = [UInt8](repeating: 0, count: shard.tokenCount)
+            rowIDs.withUnsafeMutableBufferPointer { i in
+                rowLogprobs.withUnsafeMutableBufferPointer { topK.read(from: 0, count: shard.tokenCount, ids: i.baseAddress!, logprobs: $0.baseAddress!) }
+            }
+            bytes.withUnsafeMutableBufferPointer { mask.read(from: 0, count: shard.tokenCount, into: $0.baseAddress!) }
+            for t in 0..<shard.tokenCount { XCTAssertEqual(rowIDs[t * k] >= 0, bytes[t] == 1, "position \(t): a row exactly where the mask is 1") }
+        }
+    }
+
+    /// `--magpie N`: the target writes the instructions (each kept or filtered with a reason) and answers them; the
+    /// same command again reuses them and leaves the finished run as it was.
+    func testMagpieWritesFiltersAndAnswersInstructions() throws {
+        let model = try target()
+        let work = try CLI.temporaryDirectory("distill-magpie")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let out = work.appendingPathComponent("kd")
+        let arguments = ["--target", model, "--magpie", "4", "--output", out.path, "--temperatures", "0", "--max-new-tokens", "40", "--seed", "2"]
+        let r = try distill(arguments)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("manifest.json"))) as? [String: Any])
+        let counts = try XCTUnwrap(manifest["counts"] as? [String: Int])
+        XCTAssertEqual((counts["prompts"] ?? 0) + (counts["filtered"] ?? 0), 4)
+        let records = try readRecords(out)
+        XCTAssertEqual(records.count, counts["prompts"])
+        let prompts = try String(contentsOf: out.appendingPathComponent("magpie-prompts.jsonl"), encoding: .utf8)
+        XCTAssertEqual(prompts.split(separator: "\n").count, counts["prompts"])
+        let before = try Data(contentsOf: out.appendingPathComponent("responses.jsonl"))
+        let again = try distill(arguments)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("responses.jsonl")), before)
     }
 
     /// `kill -9` while responses are being written, then the same command again: every record exactly once, every
@@ -275,6 +338,41 @@ final class DistillTests: XCTestCase {
         XCTAssertEqual(other.status, 2, other.stderr)
         XCTAssertEqual(other.stderr.split(separator: "\n").count, 1, other.stderr)
         XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("responses.jsonl")), before)
+    }
+
+    /// A server that lists models but answers completions with something that is not a completions response: a
+    /// clear runtime error (exit 1) naming the endpoint and what was expected, not a hang or a crash.
+    func testGarbageAnswerIsAClearError() throws {
+        let model = try target()
+        let work = try CLI.temporaryDirectory("distill-garbage")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let prompts = try writePrompts(work, count: 1)
+        let port = 19_000 + Int(getpid() % 1000)
+        let script = """
+            import http.server
+            class H(http.server.BaseHTTPRequestHandler):
+                def reply(self, body):
+                    self.send_response(200); self.send_header('Content-Type', 'application/json')
+                    self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+                def do_GET(self): self.reply(b'{"data": [{"id": "m"}]}')
+                def do_POST(self):
+                    self.rfile.read(int(self.headers['Content-Length'])); self.reply(b'<html>surprise</html>')
+                def log_message(self, *a): pass
+            http.server.HTTPServer(('127.0.0.1', \(port)), H).serve_forever()
+            """
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = ["-c", script]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL) }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/v1/models")!)) == nil {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let r = try distill(["--target", "http://127.0.0.1:\(port)/v1", "--tokenizer", model, "--prompts", prompts.path,
+                             "--output", work.appendingPathComponent("kd").path, "--temperatures", "0"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/v1/completions") && r.stderr.contains("choices[0].text"), r.stderr)
     }
 
     func otherTokenizerFile() -> String? {
