@@ -41,7 +41,12 @@ extension Trainer {
             try restore(from: chosen)
             return chosen.path
         }
-        try model.initializeParameters(seed: config.run.seed)
+        if let initialParameters {
+            try model.setParameters(initialParameters)
+            say("initialised from \(options.initFrom ?? "")")
+        } else {
+            try model.initializeParameters(seed: config.run.seed)
+        }
         // Replicas must start identical whatever each rank's initialisation did.
         var parameters = try model.readParameters()
         try communicator.broadcast(&parameters, root: 0)
