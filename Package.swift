@@ -90,7 +90,8 @@ let package = Package(
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
         .testTarget(name: "SwiftDraftCLITests",
                     dependencies: ["DraftTraining", "DraftData", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed",
-                                   "DraftFormats"]),
+                                   "DraftFormats", "DraftInference", "DraftTokenizer"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )
