@@ -155,6 +155,17 @@ final class ExportRuntimeTests: XCTestCase {
         XCTAssertEqual(reference.count, 16)
         XCTAssertEqual(try greedy(try XCTUnwrap(Self.hf)), reference, "generate --model <hf export>")
         XCTAssertEqual(try greedy(try XCTUnwrap(Self.gguf["f32"])), reference, "generate --model <f32 gguf export>")
+        // A weak draft's greedy text barely depends on attention (a GGUF with q rows left unpermuted still gives these
+        // ids), so each loaded export's mean NLL must also be the checkpoint's.
+        func nll(_ model: URL) throws -> Double {
+            let r = try CLI.run(["score", "--model", model.path, "--file", Self.heldOut.path, "--context", "64", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(object["nll"] as? Double)
+        }
+        let checkpointNLL = try nll(Self.run)
+        XCTAssertEqual(try nll(Self.hf), checkpointNLL, accuracy: 1e-5, "score --model <hf export>")
+        XCTAssertEqual(try nll(try XCTUnwrap(Self.gguf["f32"])), checkpointNLL, accuracy: 1e-5, "score --model <f32 gguf export>")
     }
 
     /// A run started from an export evaluates its first batch with the checkpoint's weights, so its step-1 loss is the
