@@ -94,8 +94,9 @@ let package = Package(
         .testTarget(name: "DraftDistillTests", dependencies: ["DraftDistill", "DraftData", "DraftInference", "DraftTokenizer"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
         .testTarget(name: "SwiftDraftCLITests",
-                    dependencies: ["DraftTraining", "DraftData", "DraftDistill", "DraftCheckpoint", "DraftModel", "DraftDevice", "DraftDistributed",
-                                   "DraftFormats"]),
+                    dependencies: ["DraftTraining", "DraftData", "DraftDistill", "DraftCheckpoint", "DraftModel", "DraftDevice",
+                                   "DraftDistributed", "DraftFormats", "DraftInference", "DraftTokenizer"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

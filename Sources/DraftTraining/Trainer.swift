@@ -25,6 +25,8 @@ public struct TrainOptions: Sendable {
     public var overwrite = false
     /// Prints progress lines on stdout (rank 0 only).
     public var quiet = false
+    /// A fresh run starts from this model's weights (`InitFromModel`) instead of a seeded initialisation.
+    public var initFrom: String?
 
     public init() {}
 }
@@ -62,6 +64,8 @@ public final class Trainer {
     let schedule: LearningRateSchedule
     let runDirectory: URL
     let store: CheckpointStore
+    /// `options.initFrom`'s weights, read (and checked) before anything is written.
+    let initialParameters: [Float]?
 
     /// Global optimizer steps completed (also the index of the next step).
     public internal(set) var step = 0
@@ -103,6 +107,7 @@ public final class Trainer {
         teacherSource = loader
         losses = try stageLosses(config, loader: loader, teacher: teacherSource)
         model = try LlamaModel(config: config.model, device: device)
+        initialParameters = try options.initFrom.map { try InitFromModel.parameters(from: $0, config: config.model, tokenizer: tokenizer) }
         optimizer = try AdamW(model: model, hyperparameters: AdamWHyperparameters(
             beta1: Float(config.optimizer.betas[0]), beta2: Float(config.optimizer.betas[1]),
             eps: Float(config.optimizer.eps), weightDecay: Float(config.optimizer.weightDecay),

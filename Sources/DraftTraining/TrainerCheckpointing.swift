@@ -41,7 +41,12 @@ extension Trainer {
             try restore(from: chosen)
             return chosen.path
         }
-        try model.initializeParameters(seed: config.run.seed)
+        if let initialParameters {
+            try model.setParameters(initialParameters)
+            say("initialised from \(options.initFrom ?? "")")
+        } else {
+            try model.initializeParameters(seed: config.run.seed)
+        }
         // Ranked once, here: a resumed run takes the ids from its checkpoint, even if the source has grown since.
         // The ranking is a function of the data alone, so every rank computes the same ids.
         if let ids = try HeadVocabulary.rank(config: config.model, sources: loader.sources) {

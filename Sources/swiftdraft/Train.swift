@@ -18,6 +18,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Check for NaN/Inf and print per-phase timings.") var debug = false
     @Flag(help: "With --resume never, start over in a run directory that holds checkpoints.") var overwrite = false
     @Flag(help: "No progress lines on stdout.") var quiet = false
+    @Option(name: .customLong("init-from"), help: "Start a fresh run from a Llama-architecture model's weights: a Hugging Face directory, a .gguf or a checkpoint .h5 (shapes must match the config).")
+    var initFrom: String?
 
     func validate() throws {
         if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps: expected a positive integer, got \(maxSteps)") }
@@ -36,6 +38,7 @@ struct Train: ParsableCommand {
             options.debug = debug
             options.overwrite = overwrite
             options.quiet = quiet
+            options.initFrom = initFrom
             let base = try makeDevice(config: config, localRank: world.localRank)
             let compute = debug ? InstrumentedDevice(wrapping: base, checkFinite: true) : base
             let trainer = try Trainer(config: config, options: options, communicator: world, device: compute)

@@ -115,12 +115,19 @@ final class ExportTests: XCTestCase {
         let taken = Self.work.appendingPathComponent("taken")
         try FileManager.default.createDirectory(at: taken, withIntermediateDirectories: true)
         try Data("x".utf8).write(to: taken.appendingPathComponent("keep.txt"))
-        let cases: [([String], String)] = [
+        var cases: [([String], String)] = [
             (["--format", "hf", "--output", taken.path], "not empty"),
             (["--format", "hf", "--dtype", "q4_0", "--output", Self.work.appendingPathComponent("a").path], "--dtype"),
             (["--format", "onnx", "--output", Self.work.appendingPathComponent("b").path], "--format"),
             (["--format", "gguf", "--output", Self.work.appendingPathComponent("c").path], "--target"),
+            (["--format", "gguf", "--dtype", "bf16", "--output", Self.work.appendingPathComponent("e").path], "--dtype"),
         ]
+        // A target whose tokenizer is not the draft's: its tokenizer metadata cannot be written for this draft.
+        let otherVocabulary = Self.cache.appendingPathComponent("llama.cpp/0.3.36/src/models/ggml-vocab-gpt-2.gguf")
+        if FileManager.default.fileExists(atPath: otherVocabulary.path) {
+            cases.append((["--format", "gguf", "--target", otherVocabulary.path, "--output",
+                           Self.work.appendingPathComponent("f").path], "is not the draft's"))
+        }
         for (arguments, needle) in cases {
             let r = try CLI.run(["export", "--checkpoint", Self.run.path] + arguments)
             XCTAssertEqual(r.status, 2, "\(arguments): \(r.stderr)")
@@ -128,7 +135,11 @@ final class ExportTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(needle), "\(arguments): \(r.stderr)")
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: taken.path), ["keep.txt"])
-        for name in ["a", "b", "c"] {
+        let replaced = try CLI.run(["export", "--checkpoint", Self.run.path, "--format", "hf", "--output", taken.path, "--overwrite"])
+        XCTAssertEqual(replaced.status, 0, replaced.stderr)
+        let now = Set(try FileManager.default.contentsOfDirectory(atPath: taken.path))
+        XCTAssertTrue(now.contains("config.json") && !now.contains("keep.txt"), "--overwrite replaces the directory: \(now)")
+        for name in ["a", "b", "c", "e", "f"] {
             XCTAssertFalse(FileManager.default.fileExists(atPath: Self.work.appendingPathComponent(name).path))
         }
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: Self.work.path).filter { $0.contains(".partial-") }
@@ -139,6 +150,7 @@ final class ExportTests: XCTestCase {
         let r = try CLI.run(["export", "--checkpoint", broken.path, "--format", "hf", "--output",
                              Self.work.appendingPathComponent("d").path])
         XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: Self.work.appendingPathComponent("d").path))
     }
 }

@@ -1,0 +1,207 @@
+import Foundation
+import XCTest
+
+/// Exports of a briefly trained draft (SmolLM2's tokenizer, 48 steps on *Emma*) in the runtimes they are for:
+/// llama.cpp's perplexity and speculative decoding with the real SmolLM2 target, SwiftDraft's own loaders
+/// (`generate --model` on each export), and `train --init-from` an export. The draft is trained once per class; a
+/// random one would make the perplexity check weak (every model is near ln(vocab) there).
+final class ExportRuntimeTests: XCTestCase {
+    static var work: URL!
+    static var run: URL!
+    static var config: URL!
+    static var hf: URL!
+    static var gguf: [String: URL] = [:]
+    /// Held-out text: the opening of *Persuasion* (the draft trains on *Emma*).
+    static var heldOut: URL!
+    static var target: URL { ExportTests.cache.appendingPathComponent("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") }
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            work = try CLI.temporaryDirectory("export-runtime")
+            let austen = ExportTests.cache.appendingPathComponent("austen")
+            let tokenizer = ExportTests.cache.appendingPathComponent("tokenizers/smollm2/tokenizer.json").path
+            let corpus = work.appendingPathComponent("emma.txt")
+            try Data(try Data(contentsOf: austen.appendingPathComponent("emma.txt")).prefix(120_000)).write(to: corpus)
+            heldOut = work.appendingPathComponent("persuasion.txt")
+            try Data(try Data(contentsOf: austen.appendingPathComponent("persuasion.txt")).prefix(12_000)).write(to: heldOut)
+            let data = work.appendingPathComponent("data")
+            let t = try CLI.run(["tokenize", "--tokenizer", tokenizer, "--input", corpus.path, "--output", data.path])
+            guard t.status == 0 else { return XCTFail(t.stderr) }
+            config = work.appendingPathComponent("config.yaml")
+            try """
+                run: {name: export-runtime, seed: 3}
+                model: {vocab_size: 49152, dim: 64, layers: 2, heads: 4, kv_heads: 2, ffn_dim: 128, max_seq_len: 128, rope_theta: 100000.0}
+                tokenizer: \(tokenizer)
+                data: {seq_len: 64, sources: {text: {path: \(data.path)}}}
+                schedule: {global_batch_tokens: 512, micro_batch: 4, stages: [{name: pretrain, tokens: 24576, mixture: {text: 1.0}}]}
+                optimizer: {lr: 1.0e-2, min_lr: 1.0e-3}
+                lr_schedule: {kind: cosine, warmup_tokens: 1024}
+                distributed: {world_size: 1}
+                checkpoint: {every_steps: 100, keep_last: 1}
+                log: {every_steps: 1, eval_every_steps: 0, tensorboard: false}
+                """.write(to: config, atomically: true, encoding: .utf8)
+            run = work.appendingPathComponent("run")
+            let r = try CLI.run(["train", "--config", config.path, "--run-dir", run.path, "--quiet"])
+            guard r.status == 0 else { return XCTFail(r.stderr) }
+            hf = work.appendingPathComponent("hf")
+            let h = try CLI.run(["export", "--checkpoint", run.path, "--format", "hf", "--output", hf.path])
+            guard h.status == 0 else { return XCTFail(h.stderr) }
+            for type in ["f32", "q8_0"] {
+                let out = work.appendingPathComponent("gguf-\(type)")
+                let g = try CLI.run(["export", "--checkpoint", run.path, "--format", "gguf", "--dtype", type,
+                                     "--target", target.path, "--output", out.path])
+                guard g.status == 0 else { return XCTFail(g.stderr) }
+                gguf[type] = out.appendingPathComponent("draft-\(type).gguf")
+            }
+        } catch {
+            XCTFail("\(error)")
+        }
+    }
+
+    override class func tearDown() {
+        if let work { try? FileManager.default.removeItem(at: work) }
+        super.tearDown()
+    }
+
+    /// llama.cpp's tools, built once per machine by scripts/build-llama-cpp.sh.
+    func llamaBin() throws -> URL {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/build-llama-cpp.sh")
+        let r = try CLI.run([script.path], environment: ["LLAMA_TARGETS": "llama-perplexity llama-speculative llama-simple"],
+                            executable: URL(fileURLWithPath: "/bin/bash"))
+        guard r.status == 0, let line = r.stdout.split(separator: "\n").last else {
+            throw XCTSkip("llama.cpp could not be built: \(r.stderr.suffix(500))")
+        }
+        return URL(fileURLWithPath: String(line))
+    }
+
+    /// Runs a llama.cpp tool, once more when its summary lines are missing: its logger writes from a thread that the
+    /// process does not wait for at exit, so the last lines are sometimes lost (llama.cpp issue 22142).
+    func llamaTool(_ tool: URL, _ arguments: [String], complete: (CLI.Result) -> Bool) throws -> CLI.Result {
+        var r = try CLI.run(arguments, executable: tool)
+        if r.status == 0 && !complete(r) { r = try CLI.run(arguments, executable: tool) }
+        return r
+    }
+
+    /// llama-perplexity's estimate: its final line, else the running estimate after the last chunk (`[chunks]ppl,`),
+    /// which is the same number.
+    func perplexityEstimate(_ r: CLI.Result, chunks: Int) -> Double? {
+        number(after: "Final estimate: PPL =", in: r.stdout + r.stderr) ?? number(after: "[\(chunks)]", in: r.stdout)
+    }
+
+    /// The first number after `label` in `text`.
+    func number(after label: String, in text: String) -> Double? {
+        guard let range = text.range(of: label) else { return nil }
+        let rest = text[range.upperBound...].drop { !"0123456789.".contains($0) }
+        return Double(rest.prefix { "0123456789.".contains($0) })
+    }
+
+    func testLlamaPerplexityAgreesWithScore() throws {
+        let bin = try llamaBin()
+        let context = 64
+        let s = try CLI.run(["score", "--model", try XCTUnwrap(Self.run).path, "--file", Self.heldOut.path,
+                             "--context", "\(context)", "--json"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let score = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any])
+        let ours = try XCTUnwrap(score["ppl"] as? Double)
+        // Far below a uniform guess (49,152) and far above a memorised text: the draft learned, a little.
+        XCTAssertLessThan(ours, 5000, "the draft did not learn, so the comparison would be weak")
+        let chunks = try XCTUnwrap(score["chunks"] as? Int)
+        for (type, tolerance) in [("f32", 0.005), ("q8_0", 0.02)] {
+            let r = try llamaTool(bin.appendingPathComponent("llama-perplexity"),
+                                  ["-m", try XCTUnwrap(Self.gguf[type]).path, "-f", Self.heldOut.path, "-c", "\(context)",
+                                   "-b", "\(context)", "-t", "2"]) { perplexityEstimate($0, chunks: chunks) != nil }
+            XCTAssertEqual(r.status, 0, r.stderr.suffix(2000).description)
+            let theirs = try XCTUnwrap(perplexityEstimate(r, chunks: chunks), "no estimate after \(chunks) chunks: \(r.stdout.suffix(300))")
+            XCTAssertEqual(theirs, ours, accuracy: ours * tolerance, "\(type): llama-perplexity \(theirs), swiftdraft score \(ours)")
+            print("perplexity \(type): llama-perplexity \(theirs), swiftdraft score (checkpoint) \(ours)")
+        }
+    }
+
+    func testLlamaSpeculativeWithTheExportedDraft() throws {
+        let bin = try llamaBin()
+        let prompt = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
+        let tokens = 24
+        let spec = try llamaTool(bin.appendingPathComponent("llama-speculative"),
+                                 ["-m", Self.target.path, "-md", try XCTUnwrap(Self.gguf["q8_0"]).path, "-p", prompt,
+                                  "-n", "\(tokens)", "--temp", "0", "--spec-draft-n-max", "3", "-t", "2", "-c", "256"]) {
+            self.number(after: "accept    =", in: $0.stderr) != nil && !$0.stdout.isEmpty
+        }
+        XCTAssertEqual(spec.status, 0, spec.stderr.suffix(2000).description)
+        let acceptance = try XCTUnwrap(number(after: "accept    =", in: spec.stderr), "no acceptance line")
+        let drafted = try XCTUnwrap(number(after: "n_drafted =", in: spec.stderr))
+        XCTAssertGreaterThan(drafted, 0, "the draft proposed nothing")
+        print("llama-speculative, SmolLM2 target with the exported q8_0 draft: accept \(acceptance)% of \(Int(drafted)) drafted")
+        let plain = try CLI.run(["-m", Self.target.path, "-n", "\(tokens)", prompt], executable: bin.appendingPathComponent("llama-simple"))
+        XCTAssertEqual(plain.status, 0, plain.stderr.suffix(2000).description)
+        let speculative = spec.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let greedy = plain.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // llama-speculative may emit a token past -n (the round's bonus), so the greedy text must be its prefix.
+        XCTAssertGreaterThan(greedy.count, prompt.count + 40, greedy)
+        XCTAssertTrue(speculative.hasPrefix(greedy), "speculative:\n\(speculative)\ngreedy:\n\(greedy)")
+    }
+
+    func testGenerateFromEachExportIsTheCheckpoints() throws {
+        func greedy(_ model: URL) throws -> [Int] {
+            let r = try CLI.run(["generate", "--model", model.path, "--prompt", "Emma Woodhouse, handsome, clever, and rich,",
+                                 "--max-new-tokens", "16", "--temperature", "0", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let line = try XCTUnwrap(r.stdout.split(separator: "\n").first)
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return try XCTUnwrap(object["output_ids"] as? [Int])
+        }
+        let reference = try greedy(try XCTUnwrap(Self.run))
+        XCTAssertEqual(reference.count, 16)
+        XCTAssertEqual(try greedy(try XCTUnwrap(Self.hf)), reference, "generate --model <hf export>")
+        XCTAssertEqual(try greedy(try XCTUnwrap(Self.gguf["f32"])), reference, "generate --model <f32 gguf export>")
+        // A weak draft's greedy text barely depends on attention (a GGUF with q rows left unpermuted still gives these
+        // ids), so each loaded export's mean NLL must also be the checkpoint's.
+        func nll(_ model: URL) throws -> Double {
+            let r = try CLI.run(["score", "--model", model.path, "--file", Self.heldOut.path, "--context", "64", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(object["nll"] as? Double)
+        }
+        let checkpointNLL = try nll(Self.run)
+        XCTAssertEqual(try nll(Self.hf), checkpointNLL, accuracy: 1e-5, "score --model <hf export>")
+        XCTAssertEqual(try nll(try XCTUnwrap(Self.gguf["f32"])), checkpointNLL, accuracy: 1e-5, "score --model <f32 gguf export>")
+    }
+
+    /// A run started from an export evaluates its first batch with the checkpoint's weights, so its step-1 loss is the
+    /// one a run started from the checkpoint itself gets, and far below a fresh run's.
+    func testInitFromAnExportContinuesWithTheCheckpointsLoss() throws {
+        func firstLoss(_ initFrom: String?, _ name: String) throws -> Double {
+            let dir = Self.work.appendingPathComponent(name)
+            let r = try CLI.run(["train", "--config", Self.config.path, "--run-dir", dir.path, "--max-steps", "1", "--quiet"]
+                                + (initFrom.map { ["--init-from", $0] } ?? []))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try XCTUnwrap(try stepLosses(dir)[1], "\(name): no step-1 loss")
+        }
+        let checkpointFile = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: Self.run.appendingPathComponent("checkpoints").path)
+            .filter { $0.hasSuffix(".h5") }.sorted().last)
+        let fromCheckpoint = try firstLoss(Self.run.appendingPathComponent("checkpoints/\(checkpointFile)").path, "from-h5")
+        let fromHF = try firstLoss(Self.hf.path, "from-hf")
+        let fromGGUF = try firstLoss(try XCTUnwrap(Self.gguf["f32"]).path, "from-gguf")
+        let fresh = try firstLoss(nil, "fresh")
+        XCTAssertEqual(fromHF, fromCheckpoint, accuracy: 1e-6)
+        XCTAssertEqual(fromGGUF, fromCheckpoint, accuracy: 1e-6)
+        XCTAssertLessThan(fromCheckpoint, fresh - 1, "fresh \(fresh): the trained weights were not used")
+        print("step-1 loss: from checkpoint \(fromCheckpoint), from hf \(fromHF), from gguf \(fromGGUF), fresh \(fresh)")
+    }
+
+    func testInitFromAMisshapenModelNamesTheTensor() throws {
+        let narrow = Self.work.appendingPathComponent("narrow.yaml")
+        let text = try String(contentsOf: Self.config, encoding: .utf8).replacingOccurrences(of: "ffn_dim: 128", with: "ffn_dim: 96")
+        try text.write(to: narrow, atomically: true, encoding: .utf8)
+        for (source, tensor) in [(Self.hf!, "model.layers.0.mlp.gate_proj.weight"), (Self.gguf["f32"]!, "blk.0.ffn_gate.weight")] {
+            let dir = Self.work.appendingPathComponent("narrow-\(source.lastPathComponent)")
+            let r = try CLI.run(["train", "--config", narrow.path, "--run-dir", dir.path, "--max-steps", "1", "--quiet",
+                                 "--init-from", source.path])
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(tensor), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path), "a refused run left \(dir.path)")
+        }
+    }
+}
