@@ -5,10 +5,11 @@
 #
 # Steps, in order (each one's output is written under $work and the step is skipped on a rerun once complete):
 #   tokenize-text, tokenize-code    the text and code corpora as token shards (the target's tokenizer)
-#   kd-prompts, eval-sets           KD completion prompts from the training texts; evaluation sets held out of all
-#                                   training (scripts/make_prompt_sets.py) plus Magpie instructions the target writes
+#   eval-sets, kd-prompts           evaluation sets held out of all training (scripts/make_prompt_sets.py); KD
+#                                   completion prompts from the training texts, none of them an evaluation prompt
 #   distill-completions, distill-magpie
 #                                   the target's responses at FastDraft's four temperatures (loss-masked KD shards)
+#   eval-instructions               Magpie instructions the target writes with another seed, minus any KD one
 #   train-pt, train-cp, train-align one training run (the recipe's config), stopped at each stage's last step
 #                                   (`plan --json`), its stage-end checkpoint kept as drafts/<stage>.h5
 #   speculate-pt, speculate-cp, speculate-align
@@ -89,16 +90,21 @@ tokenize() {
 }
 
 make_eval_sets() {
-    rm -rf "$work/eval.tmp" "$work/eval-magpie"
+    rm -rf "$work/eval.tmp"
     "$python" scripts/make_prompt_sets.py --cache "$cache" --output "$work/eval.tmp" \
         --text-prompts "$eval_text_prompts" --code-prompts "$eval_code_prompts"
-    # Instructions the target writes with its own sampling seed, kept apart from every KD prompt below.
-    "$bin" distill --target "$target" --magpie "$eval_instructions" --temperatures 0 --max-new-tokens 1 \
-        --seed 777 --batch "$kd_batch" --output "$work/eval-magpie"
-    "$python" scripts/recipe_prompts.py instructions --distill "$work/eval-magpie" \
-        --output "$work/eval.tmp/instructions.jsonl"
     rm -rf "$work/eval"
     mv "$work/eval.tmp" "$work/eval"
+}
+
+# Instructions the target writes with a sampling seed of their own, minus any the KD run also wrote: the
+# instruction set is kept apart from every KD prompt.
+make_eval_instructions() {
+    rm -rf "$work/eval-magpie"
+    "$bin" distill --target "$target" --magpie "$eval_instructions" --temperatures 0 --max-new-tokens 48 \
+        --seed 777 --batch "$kd_batch" --output "$work/eval-magpie"
+    "$python" scripts/recipe_prompts.py instructions --distill "$work/eval-magpie" \
+        --exclude "$work/distill/magpie" --output "$work/eval/instructions.jsonl"
 }
 
 make_kd_prompts() {
@@ -159,6 +165,7 @@ run_step eval-sets make_eval_sets
 run_step kd-prompts make_kd_prompts
 run_step distill-completions distill "$work/distill/completions" --prompts "$work/kd-prompts.jsonl"
 run_step distill-magpie distill "$work/distill/magpie" --magpie "$magpie"
+run_step eval-instructions make_eval_instructions
 run_step train-pt train_stage 0 pt
 measured() { [[ " $measure_stages " == *" $1 "* ]]; }
 if measured pt; then run_step speculate-pt speculate pt "$work/drafts/pt.h5"; fi

@@ -3,15 +3,15 @@
 
     recipe_prompts.py completions --text FILE... --code PATH... --text-prompts N --code-prompts N --seed S
                                   [--exclude EVAL_DIR]            > kd-prompts.jsonl
-    recipe_prompts.py instructions --distill DIR --output FILE
+    recipe_prompts.py instructions --distill DIR [--exclude KD_MAGPIE_DIR] --output FILE
 
 `completions`: FastDraft's KD prompts besides instructions: passages of the *training* books (30-160 words, cut after a
 sentence end; `make_prompt_sets.passages`) for the target to continue, and code contexts from the training code (the
 lines up to and including a `def` or `class` line and its docstring's first line). Prompts whose text appears in an
 evaluation set (`--exclude`: a directory of prompt files) are dropped, so no evaluation prompt is ever distilled.
 
-`instructions`: the Magpie instructions a `distill --magpie` run wrote (its responses.jsonl), de-duplicated, as a chat
-prompt set (`"set": "instructions"`) for `speculate`.
+`instructions`: the Magpie instructions a `distill --magpie` run kept (its magpie-prompts.jsonl), de-duplicated and
+without any the KD run wrote (`--exclude`), as a chat prompt set (`"set": "instructions"`) for `speculate`.
 """
 import argparse
 import glob
@@ -92,26 +92,36 @@ def completions(args):
           file=sys.stderr)
 
 
-def instructions(args):
-    seen, records = set(), []
-    with open(os.path.join(args.distill, "responses.jsonl"), encoding="utf-8") as f:
+def magpie_instructions(directory):
+    """The instructions a `distill --magpie` run kept (its magpie-prompts.jsonl), in order."""
+    texts = []
+    with open(os.path.join(directory, "magpie-prompts.jsonl"), encoding="utf-8") as f:
         for line in f:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            instruction = (record.get("instruction") or record.get("prompt") or "").strip()
-            if not instruction or instruction in seen:
-                continue
-            seen.add(instruction)
-            records.append({"id": "instruction-%04d" % len(records), "set": "instructions",
-                            "messages": [{"role": "user", "content": instruction}]})
+            if line.strip():
+                texts.append(json.loads(line)["messages"][0]["content"].strip())
+    return texts
+
+
+def instructions(args):
+    exclude = set(magpie_instructions(args.exclude)) if args.exclude else set()
+    seen, records, dropped = set(), [], 0
+    for instruction in magpie_instructions(args.distill):
+        if not instruction or instruction in seen:
+            continue
+        seen.add(instruction)
+        if instruction in exclude:
+            dropped += 1
+            continue
+        records.append({"id": "instruction-%04d" % len(records), "set": "instructions",
+                        "messages": [{"role": "user", "content": instruction}]})
     if not records:
-        raise SystemExit("%s: no instructions in responses.jsonl" % args.distill)
+        raise SystemExit("%s: no instructions left in magpie-prompts.jsonl" % args.distill)
     with open(args.output + ".tmp", "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     os.replace(args.output + ".tmp", args.output)
-    print("instructions: %d in %s" % (len(records), args.output), file=sys.stderr)
+    print("instructions: %d in %s (%d dropped as KD instructions)" % (len(records), args.output, dropped),
+          file=sys.stderr)
 
 
 def main():
@@ -126,6 +136,7 @@ def main():
     c.add_argument("--exclude")
     i = sub.add_parser("instructions")
     i.add_argument("--distill", required=True)
+    i.add_argument("--exclude", help="a KD `distill --magpie` directory whose instructions are left out")
     i.add_argument("--output", required=True)
     args = ap.parse_args()
     completions(args) if args.command == "completions" else instructions(args)
