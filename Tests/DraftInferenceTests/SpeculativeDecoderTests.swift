@@ -138,30 +138,9 @@ final class SpeculativeSamplingDistributionTests: XCTestCase {
 
         let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: 3,
                                              sampling: SamplingParameters(temperature: temperature), capacity: 16)
-        let samples = 20_000
-        var counts = [Int](repeating: 0, count: 144)
-        var totals = SpeculationCounts(gamma: 3)
-        for i in 0..<samples {
-            let run = try decoder.generate(prompt: prompt, maxNewTokens: 4, stopTokens: [], seed: UInt64(i) &* 7919 &+ 1)
-            counts[Int(run.outputIDs[0]) * 12 + Int(run.outputIDs[1])] += 1
-            totals = totals + run.counts
-        }
-        var statistic = 0.0, cells = 0, pooledObserved = 0.0, pooledExpected = 0.0
-        for cell in 0..<144 {
-            let e = expected[cell] * Double(samples), o = Double(counts[cell])
-            if e < 5 {
-                pooledObserved += o
-                pooledExpected += e
-                continue
-            }
-            statistic += (o - e) * (o - e) / e
-            cells += 1
-        }
-        if pooledExpected > 0 {
-            statistic += (pooledObserved - pooledExpected) * (pooledObserved - pooledExpected) / pooledExpected
-            cells += 1
-        }
-        let pValue = ChiSquare.survival(statistic, degreesOfFreedom: Double(cells - 1))
+        let (statistic, cells, pValue, totals) = try ChiSquare.speculativePairs(decoder, prompt: prompt, vocab: 12,
+                                                                                expected: expected, samples: 20_000,
+                                                                                seedOffset: 1)
         print(String(format: "engine chi-square: %.1f over %d cells, p-value %.3f, acceptance %.3f",
                      statistic, cells, pValue, totals.acceptanceRate))
         XCTAssertGreaterThan(pValue, 1e-3)

@@ -154,6 +154,42 @@ final class SpeculativeVerificationTests: XCTestCase {
 /// The chi-square upper tail `Q(df/2, x/2)` (regularised upper incomplete gamma): a series below `a + 1`, a
 /// continued fraction (modified Lentz) above.
 enum ChiSquare {
+    /// Pearson's statistic of observed `counts` against `samples` draws from `probabilities`, with the cells expected
+    /// fewer than 5 times pooled into one; and its p-value.
+    static func pooledTest(counts: [Int], probabilities: [Double], samples: Int) -> (statistic: Double, cells: Int, pValue: Double) {
+        var statistic = 0.0, cells = 0, pooledObserved = 0.0, pooledExpected = 0.0
+        for (count, probability) in zip(counts, probabilities) {
+            let e = probability * Double(samples), o = Double(count)
+            if e < 5 {
+                pooledObserved += o
+                pooledExpected += e
+                continue
+            }
+            statistic += (o - e) * (o - e) / e
+            cells += 1
+        }
+        if pooledExpected > 0 {
+            statistic += (pooledObserved - pooledExpected) * (pooledObserved - pooledExpected) / pooledExpected
+            cells += 1
+        }
+        return (statistic, cells, survival(statistic, degreesOfFreedom: Double(cells - 1)))
+    }
+
+    /// The joint distribution of the first two tokens a speculative decoder emits after `prompt` (over a vocabulary of
+    /// `vocab`), tested against `expected` (`vocab * vocab` probabilities) over `samples` seeded runs.
+    static func speculativePairs(_ decoder: SpeculativeDecoder, prompt: [Int32], vocab: Int, expected: [Double],
+                                 samples: Int, seedOffset: UInt64) throws -> (statistic: Double, cells: Int, pValue: Double, counts: SpeculationCounts) {
+        var pairs = [Int](repeating: 0, count: vocab * vocab)
+        var totals = SpeculationCounts(gamma: decoder.gamma)
+        for i in 0..<samples {
+            let run = try decoder.generate(prompt: prompt, maxNewTokens: 4, stopTokens: [], seed: UInt64(i) &* 7919 &+ seedOffset)
+            pairs[Int(run.outputIDs[0]) * vocab + Int(run.outputIDs[1])] += 1
+            totals = totals + run.counts
+        }
+        let test = pooledTest(counts: pairs, probabilities: expected, samples: samples)
+        return (test.statistic, test.cells, test.pValue, totals)
+    }
+
     static func survival(_ x: Double, degreesOfFreedom df: Double) -> Double {
         guard x > 0 else { return 1 }
         let a = df / 2, z = x / 2
