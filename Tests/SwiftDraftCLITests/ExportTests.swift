@@ -6,8 +6,7 @@ import XCTest
 /// `swiftdraft export` on a draft trained with SmolLM2's tokenizer: what the files hold, read back with our own
 /// readers (bit-exact at f32), and the refusals that leave nothing behind.
 final class ExportTests: XCTestCase {
-    static let cache = URL(fileURLWithPath: ProcessInfo.processInfo.environment["SWIFTDRAFT_CACHE"]
-                           ?? (NSHomeDirectory() + "/.cache/swiftdraft"))
+    static let cache = SmolLM2DraftFixture.cache
     static var work: URL!
     static var run: URL!
 
@@ -15,26 +14,7 @@ final class ExportTests: XCTestCase {
         super.setUp()
         do {
             work = try CLI.temporaryDirectory("export")
-            run = work.appendingPathComponent("run")
-            let tokenizer = cache.appendingPathComponent("tokenizers/smollm2/tokenizer.json").path
-            let data = work.appendingPathComponent("data")
-            let t = try CLI.run(["tokenize", "--tokenizer", tokenizer, "--input", "/usr/lib/python3.11/json",
-                                 "--output", data.path, "--val-fraction", "0.05"])
-            guard t.status == 0 else { XCTFail(t.stderr); return }
-            let config = work.appendingPathComponent("config.yaml")
-            try """
-                run: {name: export, seed: 5}
-                model: {vocab_size: 49152, dim: 64, layers: 2, heads: 4, kv_heads: 2, ffn_dim: 128, max_seq_len: 64}
-                tokenizer: \(tokenizer)
-                data: {seq_len: 32, sources: {code: {path: \(data.path)}}}
-                schedule: {global_batch_tokens: 256, micro_batch: 4, stages: [{name: pretrain, tokens: 1024, mixture: {code: 1.0}}]}
-                optimizer: {lr: 3.0e-3, min_lr: 3.0e-4}
-                distributed: {world_size: 1}
-                checkpoint: {every_steps: 4, keep_last: 2}
-                log: {every_steps: 1, eval_every_steps: 0, tensorboard: false}
-                """.write(to: config, atomically: true, encoding: .utf8)
-            let r = try CLI.run(["train", "--config", config.path, "--run-dir", run.path, "--quiet"])
-            guard r.status == 0 else { XCTFail(r.stderr); return }
+            run = try SmolLM2DraftFixture.train(in: work, steps: 4)
         } catch {
             XCTFail("\(error)")
         }
