@@ -83,7 +83,7 @@ let package = Package(
                           swiftSettings: optimised),
         .executableTarget(name: "checkpoint-crash-helper", dependencies: ["DraftCheckpoint"], path: "Tests/CheckpointCrashHelper"),
         .testTarget(name: "DraftFormatsTests", dependencies: ["DraftFormats", "DraftErrors"]),
-        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "HPUPluginABI"],
+        .testTarget(name: "DraftInferenceTests", dependencies: ["DraftInference", "DraftModel", "DraftDevice", "DraftFormats", "DraftTokenizer", "HPUPluginABI"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DraftModelTests", dependencies: ["DraftModel", "DraftDevice", "DraftFormats"],
                     resources: [.copy("Fixtures")]),

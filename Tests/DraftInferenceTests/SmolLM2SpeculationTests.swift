@@ -1,6 +1,7 @@
 import DraftDevice
 import DraftInference
 import DraftModel
+import DraftTokenizer
 import Foundation
 import XCTest
 
@@ -89,8 +90,9 @@ final class SmolLM2SpeculationTests: XCTestCase {
     }
 
     /// A real draft (SmolLM2 requantized to Q4_0 by llama-quantize: same family, different weights, so acceptance is
-    /// well inside (0, 1)) measured by SwiftDraft and by the numpy reference on the same prompts, with independent random
-    /// streams. The mean per-prompt difference of the two rates must lie within 3.5 standard errors of 0.
+    /// well inside (0, 1)) measured by SwiftDraft, by the numpy reference (live) and by transformers (a committed
+    /// fixture) on the same prompts, with independent random streams. Each mean per-prompt difference of the rates
+    /// must lie within 3.5 standard errors of 0.
     func testAcceptanceAgreesWithAnIndependentReference() throws {
         let model = try loadTarget()
         let draftFile = FileManager.default.temporaryDirectory.appendingPathComponent("smollm2-q4_0-\(UUID()).gguf")
@@ -116,36 +118,65 @@ final class SmolLM2SpeculationTests: XCTestCase {
         let draft = try DecoderEngine(config: draftModel.config, weights: draftModel.weights, device: device)
         let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: gamma,
                                              sampling: SamplingParameters(temperature: temperature), capacity: 128)
-        // Per prompt: our rate over three seeds against the reference's over one. Pairing by prompt takes the large
-        // differences between prompts out of the comparison; what is left is each side's sampling error.
-        var differences: [Double] = [], ours = (proposed: 0, accepted: 0)
+        var ours: [(proposed: Int, accepted: Int)] = []
         for (i, prompt) in prompts.enumerated() {
-            var proposed = 0, accepted = 0
+            var counts = (proposed: 0, accepted: 0)
             for seed in 0..<3 {
                 let c = try decoder.generate(prompt: prompt, maxNewTokens: newTokens, stopTokens: Set(stops),
                                              seed: UInt64(seed * 100 + i)).counts
-                proposed += c.proposed
-                accepted += c.accepted
+                counts.proposed += c.proposed
+                counts.accepted += c.accepted
             }
-            ours.proposed += proposed
-            ours.accepted += accepted
-            guard reference[i].proposed > 0, proposed > 0 else { continue }
-            differences.append(Double(accepted) / Double(proposed)
-                               - Double(reference[i].accepted) / Double(reference[i].proposed))
+            ours.append(counts)
         }
-        let referenceProposed = reference.reduce(0) { $0 + $1.proposed }
-        let referenceRate = Double(reference.reduce(0) { $0 + $1.accepted }) / Double(max(referenceProposed, 1))
-        let ourRate = Double(ours.accepted) / Double(max(ours.proposed, 1))
-        let m = Double(differences.count)
-        let mean = differences.reduce(0, +) / m
-        let standardError = (differences.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (m - 1) / m).squareRoot()
-        print(String(format: "acceptance: swiftdraft %.3f (%d proposals), numpy reference %.3f (%d proposals); mean paired difference over %d prompts %.3f, SE %.3f, bound 3.5 SE = %.3f",
-                     ourRate, ours.proposed, referenceRate, referenceProposed, differences.count, mean, standardError,
-                     3.5 * standardError))
-        XCTAssertGreaterThan(referenceProposed, 150, "the reference must measure enough proposals to mean something")
-        XCTAssertGreaterThanOrEqual(differences.count, 8)
+        let ourRate = PairedRates.rate(ours)
         XCTAssertTrue(ourRate > 0.1 && ourRate < 0.95, "the pair should sit well inside (0, 1): \(ourRate)")
-        XCTAssertLessThan(abs(mean), 3.5 * standardError)
+        try PairedRates(ours: ours, reference: reference).check("numpy reference")
+
+        // The same rule through transformers (target and draft loaded from these GGUF files, dequantized), recorded
+        // by scripts/reference/speculative_transformers_fixture.py for this very draft file.
+        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: LoaderFixtures.url("speculative-transformers.json"))) as? [String: Any])
+        let draftBytes = try Data(contentsOf: draftFile)
+        XCTAssertEqual(fixture["draft_sha256"] as? String, draftBytes.withUnsafeBytes { SHA256.hex($0) },
+                       "llama-quantize made another Q4_0 file than the one the transformers fixture measured")
+        XCTAssertEqual((fixture["prompt_ids"] as? [[Int]])?.map { $0.map(Int32.init) }, prompts, "prompt tokens")
+        XCTAssertEqual(fixture["gamma"] as? Int, gamma)
+        XCTAssertEqual(fixture["max_new_tokens"] as? Int, newTokens)
+        let recorded = try XCTUnwrap(fixture["per_prompt"] as? [[Int]]).map { (proposed: $0[0], accepted: $0[1]) }
+        try PairedRates(ours: ours, reference: recorded).check("transformers reference")
     }
 }
 
+/// Two measurements of acceptance on the same prompts, compared prompt by prompt: pairing takes the large differences
+/// between prompts out of the comparison, and what is left is each side's sampling error.
+struct PairedRates {
+    let differences: [Double]
+    let ours: Double, reference: Double, referenceProposed: Int
+
+    static func rate(_ counts: [(proposed: Int, accepted: Int)]) -> Double {
+        Double(counts.reduce(0) { $0 + $1.accepted }) / Double(max(counts.reduce(0) { $0 + $1.proposed }, 1))
+    }
+
+    init(ours: [(proposed: Int, accepted: Int)], reference: [(proposed: Int, accepted: Int)]) {
+        differences = zip(ours, reference).compactMap { a, b in
+            guard a.proposed > 0, b.proposed > 0 else { return nil }
+            return Double(a.accepted) / Double(a.proposed) - Double(b.accepted) / Double(b.proposed)
+        }
+        self.ours = Self.rate(ours)
+        self.reference = Self.rate(reference)
+        referenceProposed = reference.reduce(0) { $0 + $1.proposed }
+    }
+
+    func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let m = Double(differences.count)
+        XCTAssertGreaterThanOrEqual(differences.count, 8, file: file, line: line)
+        XCTAssertGreaterThan(referenceProposed, 150, "\(name): too few proposals to mean something", file: file, line: line)
+        let mean = differences.reduce(0, +) / m
+        let standardError = (differences.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (m - 1) / m).squareRoot()
+        print("acceptance: swiftdraft " + String(format: "%.3f", ours) + ", \(name) "
+              + String(format: "%.3f (%d proposals); mean paired difference over %d prompts %.3f, SE %.3f, bound 3.5 SE = %.3f",
+                       reference, referenceProposed, differences.count, mean, standardError, 3.5 * standardError))
+        XCTAssertLessThan(abs(mean), 3.5 * standardError, name, file: file, line: line)
+    }
+}
