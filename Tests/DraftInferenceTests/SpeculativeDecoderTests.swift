@@ -120,21 +120,7 @@ final class SpeculativeSamplingDistributionTests: XCTestCase {
         let temperature: Float = 1
 
         // The exact joint distribution from the target's own logits.
-        func distribution(_ context: [Int32]) throws -> [Double] {
-            let cache = try KVCache(config: target.config, device: device, slotCount: 1, capacity: 16)
-            let logits = try target.forward([SequenceChunk(slot: 0, tokens: context, start: 0)], cache: cache, select: .lastRow)
-            let row = Array(logits.row(0)).map { Double($0 / temperature) }
-            let m = row.max()!
-            let e = row.map { exp($0 - m) }
-            let s = e.reduce(0, +)
-            return e.map { $0 / s }
-        }
-        let first = try distribution(prompt)
-        var expected = [Double]()
-        for a in 0..<12 {
-            let second = try distribution(prompt + [Int32(a)])
-            expected += second.map { first[a] * $0 }
-        }
+        let expected = try ChiSquare.targetPairs(target, device: device, prompt: prompt, vocab: 12, temperature: temperature)
 
         let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: 3,
                                              sampling: SamplingParameters(temperature: temperature), capacity: 16)

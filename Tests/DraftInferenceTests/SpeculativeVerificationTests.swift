@@ -1,3 +1,4 @@
+import DraftDevice
 import DraftInference
 import DraftModel
 import XCTest
@@ -173,6 +174,25 @@ enum ChiSquare {
             cells += 1
         }
         return (statistic, cells, survival(statistic, degreesOfFreedom: Double(cells - 1)))
+    }
+
+    /// The exact joint distribution of the next two tokens after `prompt` from `target`'s own logits at `temperature`
+    /// (`vocab * vocab` probabilities, first token major).
+    static func targetPairs(_ target: DecoderEngine, device: any Device, prompt: [Int32], vocab: Int,
+                            temperature: Float) throws -> [Double] {
+        func distribution(_ context: [Int32]) throws -> [Double] {
+            let cache = try KVCache(config: target.config, device: device, slotCount: 1, capacity: context.count + 1)
+            let logits = try target.forward([SequenceChunk(slot: 0, tokens: context, start: 0)], cache: cache, select: .lastRow)
+            let row = Array(logits.row(0)).map { Double($0 / temperature) }
+            let m = row.max()!
+            let e = row.map { exp($0 - m) }
+            let s = e.reduce(0, +)
+            return e.map { $0 / s }
+        }
+        let first = try distribution(prompt)
+        var expected = [Double]()
+        for a in 0..<vocab { expected += try distribution(prompt + [Int32(a)]).map { first[a] * $0 } }
+        return expected
     }
 
     /// The joint distribution of the first two tokens a speculative decoder emits after `prompt` (over a vocabulary of

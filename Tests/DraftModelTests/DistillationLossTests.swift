@@ -171,29 +171,11 @@ final class DistillationLossTests: XCTestCase {
             try model.forwardBackward(tokens: tokens, targets: targets, teacher: teacher, loss: loss, batch: batch,
                                       seqLen: seqLen, lossScale: 1 / Float(count))
             let analytic = try model.readGradients()
-            let h: Float = 2e-3
             var worst = 0.0
-            for slot in model.layout.slots {
-                let range = slot.offset..<(slot.offset + slot.count)
-                let largest = range.sorted { abs(analytic[$0]) > abs(analytic[$1]) }.prefix(4)
-                let sampled = Array(largest) + (0..<2).map { _ in range.lowerBound + Int(rng.next() % UInt64(slot.count)) }
-                var numeric: [Float] = [], exact: [Float] = []
-                for i in sampled {
-                    let original = parameters[i]
-                    parameters[i] = original + h
-                    try model.setParameters(parameters)
-                    let plus = try value()
-                    parameters[i] = original - h
-                    try model.setParameters(parameters)
-                    let minus = try value()
-                    parameters[i] = original
-                    numeric.append(Float((plus - minus) / Double(2 * h)))
-                    exact.append(analytic[i])
-                }
-                try model.setParameters(parameters)
+            for (name, numeric, exact) in try sampledCentralDifferences(model, parameters: &parameters, analytic: analytic,
+                                                                        rng: &rng, value: value) {
                 worst = max(worst, relativeError(numeric, exact))
-                XCTAssertLessThanOrEqual(relativeError(numeric, exact), 2e-3,
-                                         "\(loss) \(slot.name): numeric \(numeric) analytic \(exact)")
+                XCTAssertLessThanOrEqual(relativeError(numeric, exact), 2e-3, "\(loss) \(name): numeric \(numeric) analytic \(exact)")
             }
             print("kd finite differences \(loss): worst rel err \(worst)")
         }

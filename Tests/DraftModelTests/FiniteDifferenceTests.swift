@@ -32,28 +32,40 @@ final class FiniteDifferenceTests: XCTestCase {
             try model.forwardBackward(tokens: tokens, targets: targets, batch: batch, seqLen: seqLen,
                                       lossScale: 1 / Float(count))
             let analytic = try model.readGradients()
-            let h: Float = 2e-3
-            for slot in model.layout.slots {
-                let range = slot.offset..<(slot.offset + slot.count)
-                let largest = range.sorted { abs(analytic[$0]) > abs(analytic[$1]) }.prefix(4)
-                let sampled = Array(largest) + (0..<2).map { _ in range.lowerBound + Int(rng.next() % UInt64(slot.count)) }
-                var numeric: [Float] = [], exact: [Float] = []
-                for i in sampled {
-                    let original = parameters[i]
-                    parameters[i] = original + h
-                    try model.setParameters(parameters)
-                    let plus = try loss()
-                    parameters[i] = original - h
-                    try model.setParameters(parameters)
-                    let minus = try loss()
-                    parameters[i] = original
-                    numeric.append(Float((plus - minus) / Double(2 * h)))
-                    exact.append(analytic[i])
-                }
-                try model.setParameters(parameters)
+            for (name, numeric, exact) in try sampledCentralDifferences(model, parameters: &parameters, analytic: analytic,
+                                                                        rng: &rng, value: loss) {
                 XCTAssertLessThanOrEqual(relativeError(numeric, exact), 2e-3,
-                                         "\(slot.name) (tied: \(tied)): numeric \(numeric) analytic \(exact)")
+                                         "\(name) (tied: \(tied)): numeric \(numeric) analytic \(exact)")
             }
         }
     }
+}
+
+/// Central differences (h = 2e-3) of `value` at the 4 largest-gradient and 2 random parameters of every tensor, beside
+/// the analytic gradient there, per tensor; `parameters` (the model's current values) are restored in the model.
+func sampledCentralDifferences(_ model: LlamaModel, parameters: inout [Float], analytic: [Float], rng: inout SplitMix64,
+                               value: () throws -> Double) throws -> [(name: String, numeric: [Float], exact: [Float])] {
+    let h: Float = 2e-3
+    var result: [(name: String, numeric: [Float], exact: [Float])] = []
+    for slot in model.layout.slots {
+        let range = slot.offset..<(slot.offset + slot.count)
+        let largest = range.sorted { abs(analytic[$0]) > abs(analytic[$1]) }.prefix(4)
+        let sampled = Array(largest) + (0..<2).map { _ in range.lowerBound + Int(rng.next() % UInt64(slot.count)) }
+        var numeric: [Float] = [], exact: [Float] = []
+        for i in sampled {
+            let original = parameters[i]
+            parameters[i] = original + h
+            try model.setParameters(parameters)
+            let plus = try value()
+            parameters[i] = original - h
+            try model.setParameters(parameters)
+            let minus = try value()
+            parameters[i] = original
+            numeric.append(Float((plus - minus) / Double(2 * h)))
+            exact.append(analytic[i])
+        }
+        try model.setParameters(parameters)
+        result.append((slot.name, numeric, exact))
+    }
+    return result
 }
