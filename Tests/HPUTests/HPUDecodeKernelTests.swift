@@ -51,9 +51,27 @@ final class HPUDecodeKernelTests: XCTestCase {
     }
 
     func testAttentionOverCacheMatchesReference() throws {
-        // Small head dimension with tails, and a long context large enough for the stub to split over threads.
+        try attentionOverCacheMatchesReference(on: device)
+    }
+
+    /// The CPU backend's kernel against the same reference: head dimensions 64, 128 and 48 take its 16-lane path (48
+    /// leaves a register of each pass unused), 20 its plain loops, and the lengths end in each remainder of its
+    /// 4-key blocks.
+    func testCPUAttentionOverCacheMatchesReference() throws {
+        try attentionOverCacheMatchesReference(on: CPUDevice(threads: 2), extraCases: [
+            (rows: 11, heads: 9, kvHeads: 3, headDim: 64, capacity: 203, slotCount: 5),
+            (rows: 4, heads: 4, kvHeads: 1, headDim: 128, capacity: 70, slotCount: 2),
+            (rows: 6, heads: 6, kvHeads: 3, headDim: 48, capacity: 33, slotCount: 2),
+        ])
+    }
+
+    private func attentionOverCacheMatchesReference(
+        on device: Device,
+        extraCases: [(rows: Int, heads: Int, kvHeads: Int, headDim: Int, capacity: Int, slotCount: Int)] = []
+    ) throws {
+        // Small head dimension with tails, and a long context large enough for the kernel to split over threads.
         let cases = [(rows: 5, heads: 6, kvHeads: 2, headDim: 20, capacity: 50, slotCount: 4),
-                     (rows: 9, heads: 8, kvHeads: 8, headDim: 64, capacity: 400, slotCount: 3)]
+                     (rows: 9, heads: 8, kvHeads: 8, headDim: 64, capacity: 400, slotCount: 3)] + extraCases
         for c in cases {
             let cacheCount = c.slotCount * c.capacity * c.kvHeads * c.headDim
             let q = random.floats(c.rows * c.heads * c.headDim)
@@ -62,6 +80,8 @@ final class HPUDecodeKernelTests: XCTestCase {
             var positions = (0..<c.rows).map { _ in Int32.random(in: 0..<Int32(c.capacity), using: &random) }
             positions[0] = 0
             positions[1] = Int32(c.capacity - 1)
+            // Lengths 1...4 more than a multiple of 4: every tail of the 4-key blocks.
+            for r in 2..<min(c.rows, 6) { positions[r] = Int32(min(c.capacity - 1, 4 * (r + 3) + r - 2)) }
             let out = try device.allocate(Float.self, count: q.count)
             try device.attentionOverCache(q: try device.upload(q), kCache: try device.upload(kCache),
                                           vCache: try device.upload(vCache), out: out, slots: try device.upload(slots),
@@ -72,7 +92,7 @@ final class HPUDecodeKernelTests: XCTestCase {
                                                               positions: positions, heads: c.heads,
                                                               kvHeads: c.kvHeads, headDim: c.headDim,
                                                               capacity: c.capacity)
-            assertClose(try device.download(out, count: q.count), expected, "attention over cache \(c)")
+            assertClose(try device.download(out, count: q.count), expected, "attention over cache \(c) on \(device.name)")
         }
     }
 

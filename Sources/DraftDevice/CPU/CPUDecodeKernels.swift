@@ -80,27 +80,18 @@ extension CPUDevice {
                 let r = task / kvHeads, g = task % kvHeads
                 let length = Int(positions[r]) + 1
                 let slotBase = Int(slots[r]) * capacity * kvStride + g * headDim
-                let keys = kCache + slotBase, values = vCache + slotBase
+                let head = CacheHead(keys: kCache + slotBase, values: vCache + slotBase, stride: kvStride,
+                                     length: length, headDim: headDim)
                 let queries = q + r * qStride + g * group * headDim
-                for t in 0..<length {
-                    let key = keys + t * kvStride
-                    for h in 0..<group {
-                        scores[h * length + t] = dot(queries + h * headDim, key, headDim) * scale
-                    }
-                }
+                let outputs = out + r * qStride + g * group * headDim
+                head.scores(queries: queries, heads: group, scale: scale, into: scores)
                 for h in 0..<group {
                     let row = scores + h * length
                     let maximum = rowMax(row, length: length)
                     let sum = expInPlace(row, length: length, shift: maximum)
                     scaleInPlace(row, length: length, by: 1 / sum)
-                    (out + r * qStride + (g * group + h) * headDim).update(repeating: 0, count: headDim)
                 }
-                for t in 0..<length {
-                    let value = values + t * kvStride
-                    for h in 0..<group {
-                        axpyRow(scores[h * length + t], value, out + r * qStride + (g * group + h) * headDim, headDim)
-                    }
-                }
+                head.weightedValues(weights: scores, heads: group, into: outputs)
             }
         }
     }
@@ -119,20 +110,6 @@ extension CPUDevice {
                 i += 1
             }
         }
-    }
-}
-
-/// `y[i] += a * x[i]` over `n` floats.
-@inline(__always)
-private func axpyRow(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var i = 0
-    while i + 8 <= n {
-        storeVec(loadVec(y + i) + a * loadVec(x + i), y + i)
-        i += 8
-    }
-    while i < n {
-        y[i] += a * x[i]
-        i += 1
     }
 }
 

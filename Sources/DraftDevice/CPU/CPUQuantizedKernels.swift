@@ -10,10 +10,15 @@ let quantizedPanelCrossover: Int = {
     return 16
 }()
 
-/// Weight rows dequantized per fp32 panel of the large-m product: about 1 MiB of fp32 (a core's L2), a multiple of
-/// 16 rows. Wide panels matter: every `sgemm` call packs all `m` activation rows again.
-func quantizedPanelRows(columns: Int) -> Int {
-    max(16, (262_144 / max(columns, 1)) & ~15)
+/// Weight rows dequantized per fp32 panel of the large-m product: at most about 1 MiB of fp32 (a core's L2), a
+/// multiple of 16 rows, and as many panels as a multiple of `threads` of equal size. Wide panels matter, since every
+/// `sgemm` call packs all `m` activation rows again; equal ones too, since the threads split the panels: 576 rows in
+/// panels of 448 left one of two threads a quarter of the work (SmolLM2's attention products), 192 rows left it none.
+func quantizedPanelRows(rows: Int, columns: Int, threads: Int) -> Int {
+    let widest = max(16, (262_144 / max(columns, 1)) & ~15)
+    let panels = (rows + widest - 1) / widest
+    let balanced = (panels + threads - 1) / threads * threads
+    return min(widest, ((rows + balanced - 1) / balanced + 15) & ~15)
 }
 
 extension CPUDevice {
@@ -137,11 +142,11 @@ extension CPUDevice {
         }
     }
 
-    /// Panels of `quantizedPanelRows(columns:)` weight rows dequantized into a per-thread fp32 tile, each multiplied by all
-    /// `m` activation rows with a single-threaded `sgemm` (the threads split the panels).
+    /// Panels of `quantizedPanelRows(rows:columns:threads:)` weight rows dequantized into a per-thread fp32 tile, each
+    /// multiplied by all `m` activation rows with a single-threaded `sgemm` (the threads split the panels).
     private func panelProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
-        let panelRows = quantizedPanelRows(columns: columns)
+        let panelRows = quantizedPanelRows(rows: rows, columns: columns, threads: threads)
         let panels = (rows + panelRows - 1) / panelRows
         withSerialBLAS {
             parallelChunks(panels, threads: threads, grain: 1) { _, range in

@@ -1,0 +1,132 @@
+/// One KV head's cached keys and values for one sequence, and the two products of attention over them for the query
+/// heads that share it: scores `q_h · k_t` and the weighted sum `Σ_t p_h[t] v_t`.
+///
+/// Decode is bound by how these loops issue work, not by arithmetic: one dot product per (head, key) ends in a
+/// horizontal sum on a single dependency chain, and adding each value row into the output through memory costs a
+/// load and a store per multiply-add. So where the head dimension is a multiple of 16 the products run on 16-lane
+/// registers: four keys at a time with their four sums reduced together, and the weighted sum with the output held in
+/// registers, 64 dimensions per pass over the values (they stay in L2 between passes). Other head dimensions take the
+/// plain loops, which are exact to the same float rounding.
+struct CacheHead {
+    let keys: UnsafePointer<Float>
+    let values: UnsafePointer<Float>
+    /// Floats from one position's row to the next (all KV heads of a position are adjacent).
+    let stride: Int
+    let length: Int
+    let headDim: Int
+
+    private var vectorised: Bool { headDim % 16 == 0 }
+
+    /// `scores[h * length + t] = scale * q_h · k_t` for the `heads` query rows at `queries` (adjacent, `headDim` each).
+    func scores(queries: UnsafePointer<Float>, heads: Int, scale: Float, into scores: UnsafeMutablePointer<Float>) {
+        guard vectorised else {
+            for h in 0..<heads {
+                for t in 0..<length {
+                    scores[h * length + t] = dot(queries + h * headDim, keys + t * stride, headDim) * scale
+                }
+            }
+            return
+        }
+        var t = 0
+        while t + 4 <= length {
+            let k0 = keys + t * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride
+            for h in 0..<heads {
+                let query = queries + h * headDim
+                var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes()
+                var d = 0
+                while d < headDim {
+                    let qv = lanes(query + d)
+                    a0 += qv * lanes(k0 + d)
+                    a1 += qv * lanes(k1 + d)
+                    a2 += qv * lanes(k2 + d)
+                    a3 += qv * lanes(k3 + d)
+                    d += 16
+                }
+                let sums = sum4(a0, a1, a2, a3) * scale
+                let row = scores + h * length + t
+                row[0] = sums[0]; row[1] = sums[1]; row[2] = sums[2]; row[3] = sums[3]
+            }
+            t += 4
+        }
+        while t < length {
+            for h in 0..<heads {
+                scores[h * length + t] = dot(queries + h * headDim, keys + t * stride, headDim) * scale
+            }
+            t += 1
+        }
+    }
+
+    /// `out_h = Σ_t weights[h * length + t] · v_t` for `heads` output rows (adjacent, `headDim` each), overwriting
+    /// them.
+    func weightedValues(weights: UnsafePointer<Float>, heads: Int, into out: UnsafeMutablePointer<Float>) {
+        guard vectorised else {
+            for h in 0..<heads {
+                let o = out + h * headDim, p = weights + h * length
+                o.update(repeating: 0, count: headDim)
+                for t in 0..<length { axpyRow(p[t], values + t * stride, o, headDim) }
+            }
+            return
+        }
+        for h in 0..<heads {
+            let o = out + h * headDim, p = weights + h * length
+            var d = 0
+            // 64 dimensions (four registers) per pass; a head dimension of 16, 32 or 48 leaves some of them unused.
+            while d < headDim {
+                let width = min(64, headDim - d)
+                var o0 = Lanes(), o1 = Lanes(), o2 = Lanes(), o3 = Lanes()
+                var row = values + d
+                for t in 0..<length {
+                    let w = Lanes(repeating: p[t])
+                    o0 += w * lanes(row)
+                    if width > 16 { o1 += w * lanes(row + 16) }
+                    if width > 32 { o2 += w * lanes(row + 32) }
+                    if width > 48 { o3 += w * lanes(row + 48) }
+                    row += stride
+                }
+                storeLanes(o0, o + d)
+                if width > 16 { storeLanes(o1, o + d + 16) }
+                if width > 32 { storeLanes(o2, o + d + 32) }
+                if width > 48 { storeLanes(o3, o + d + 48) }
+                d += width
+            }
+        }
+    }
+}
+
+private typealias Lanes = SIMD16<Float>
+
+@inline(__always)
+private func lanes(_ p: UnsafePointer<Float>) -> Lanes {
+    UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
+}
+
+@inline(__always)
+private func storeLanes(_ v: Lanes, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
+}
+
+/// The four horizontal sums `(a.sum(), b.sum(), c.sum(), d.sum())`, by halving and interleaving: 7 adds and the
+/// shuffles between them, where four separate reductions would take 16 dependent steps.
+@inline(__always)
+private func sum4(_ a: Lanes, _ b: Lanes, _ c: Lanes, _ d: Lanes) -> SIMD4<Float> {
+    let ab = SIMD16(lowHalf: a.lowHalf, highHalf: b.lowHalf) + SIMD16(lowHalf: a.highHalf, highHalf: b.highHalf)
+    let cd = SIMD16(lowHalf: c.lowHalf, highHalf: d.lowHalf) + SIMD16(lowHalf: c.highHalf, highHalf: d.highHalf)
+    // Lanes 0-3 hold partial sums of a, 4-7 of b, 8-11 of c, 12-15 of d.
+    let abcd = SIMD16(lowHalf: ab.evenHalf, highHalf: cd.evenHalf) + SIMD16(lowHalf: ab.oddHalf, highHalf: cd.oddHalf)
+    let pairs = abcd.evenHalf + abcd.oddHalf
+    return pairs.evenHalf + pairs.oddHalf
+}
+
+/// `y[i] += a * x[i]` over `n` floats.
+@inline(__always)
+private func axpyRow(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 8 <= n {
+        storeVec(loadVec(y + i) + a * loadVec(x + i), y + i)
+        i += 8
+    }
+    while i < n {
+        y[i] += a * x[i]
+        i += 1
+    }
+}
