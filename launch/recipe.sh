@@ -5,6 +5,7 @@
 #
 # Steps, in order (each one's output is written under $work and the step is skipped on a rerun once complete):
 #   tokenize-text, tokenize-code    the text and code corpora as token shards (the target's tokenizer)
+#   tokenize-docs                   the documentation text, a source of its own (only when the recipe sets docs_inputs)
 #   eval-sets, kd-prompts           evaluation sets held out of all training (scripts/make_prompt_sets.py); KD
 #                                   completion prompts from the training texts, none of them an evaluation prompt
 #   distill-completions, distill-magpie
@@ -36,7 +37,7 @@ cache="${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}"
 name="" config="" work=""
 target="$cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 tokenizer_dir="$cache/tokenizers/smollm2"
-text_inputs=() code_inputs=()
+text_inputs=() code_inputs=() docs_inputs=()
 text_val_fraction=0.05 code_val_fraction=0.02
 kd_text_prompts=200 kd_code_prompts=200 kd_seed=1
 magpie=200 eval_instructions=40
@@ -121,9 +122,11 @@ distill() {
         --max-new-tokens "$kd_max_new_tokens" --batch "$kd_batch" --seed "$kd_seed" "${extra[@]}"
 }
 
-data_paths=(--set "tokenizer=$tokenizer_dir/tokenizer.json" --set "data.sources.text.path=$work/data/text" --set "data.sources.code.path=$work/data/code"
+data_paths=(--set "tokenizer=$tokenizer_dir/tokenizer.json" --set "data.sources.text.path=$work/data/text"
+            --set "data.sources.code.path=$work/data/code"
             --set "data.sources.kd_completions.path=$work/distill/completions"
             --set "data.sources.kd_instructions.path=$work/distill/magpie")
+[[ ${#docs_inputs[@]} -gt 0 ]] && data_paths+=(--set "data.sources.docs.path=$work/data/docs")
 
 stage_last_step() {
     "$bin" plan --config "$config" "${data_paths[@]}" --json \
@@ -161,6 +164,9 @@ export_draft() {
 say "recipe $recipe: work directory $work"
 run_step tokenize-text tokenize "$work/data/text" "$text_val_fraction" "${text_inputs[@]}"
 run_step tokenize-code tokenize "$work/data/code" "$code_val_fraction" "${code_inputs[@]}"
+if [[ ${#docs_inputs[@]} -gt 0 ]]; then
+    run_step tokenize-docs tokenize "$work/data/docs" "$text_val_fraction" "${docs_inputs[@]}"
+fi
 run_step eval-sets make_eval_sets
 run_step kd-prompts make_kd_prompts
 run_step distill-completions distill "$work/distill/completions" --prompts "$work/kd-prompts.jsonl"

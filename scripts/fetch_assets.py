@@ -13,6 +13,8 @@ Layout:
   austen/{emma,mansfieldpark,northangerabbey,persuasion,prideprejudice,sensesensibility}.txt
                                                    Jane Austen's novels from Debian's r-cran-janeaustenr (unpacked,
                                                    not installed; scripts/austen_texts.py reads R's data files)
+  python-doc/**/*.rst.txt                          the Python 3.11 documentation's reStructuredText sources, from
+                                                   Debian's python3.11-doc (unpacked, not installed)
   tokenizers/smollm2/tokenizer.json                HF tokenizer.json made offline from the GGUF file
   tokenizers/{phi-3,llama-spm}/tokenizer.json      the same for two SentencePiece vocabularies, by transformers'
                                                    GGUF tokenizer converter (which needs no PyTorch)
@@ -165,29 +167,35 @@ def fetch_humaneval(work):
 AUSTEN_BOOKS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
 
 
+def apt_download(package, deb_dir):
+    """Downloads PACKAGE's .deb into DEB_DIR (no install: unpacked with dpkg-deb) and returns its path."""
+    os.makedirs(deb_dir, exist_ok=True)
+    try:
+        subprocess.run(["apt-get", "download", package], cwd=deb_dir, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, subprocess.CalledProcessError):
+        # A fresh machine may have no package lists yet.
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            subprocess.run(["apt-get", "download", package], cwd=deb_dir, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise FetchError(f"apt-get download {package} failed ({e})")
+    debs = [f for f in os.listdir(deb_dir) if f.endswith(".deb")]
+    if not debs:
+        raise FetchError(f"apt-get download {package} left no .deb")
+    return os.path.join(deb_dir, debs[0])
+
+
 def fetch_austen(work):
     finals = [os.path.join(CACHE, "austen", f"{book}.txt") for book in AUSTEN_BOOKS]
     if done(*finals):
         return
     log("fetching Jane Austen's novels (Debian r-cran-janeaustenr, unpacked only)")
     deb_dir = os.path.join(work, "austen")
-    os.makedirs(deb_dir, exist_ok=True)
-    try:
-        subprocess.run(["apt-get", "download", "r-cran-janeaustenr"], cwd=deb_dir, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except (OSError, subprocess.CalledProcessError):
-        # A fresh machine may have no package lists yet.
-        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            subprocess.run(["apt-get", "download", "r-cran-janeaustenr"], cwd=deb_dir, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise FetchError(f"apt-get download r-cran-janeaustenr failed ({e})")
-    debs = [f for f in os.listdir(deb_dir) if f.endswith(".deb")]
-    if not debs:
-        raise FetchError("apt-get download r-cran-janeaustenr left no .deb")
+    deb = apt_download("r-cran-janeaustenr", deb_dir)
     root = os.path.join(deb_dir, "root")
-    subprocess.run(["dpkg-deb", "-x", os.path.join(deb_dir, debs[0]), root], check=True)
+    subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
     staged = os.path.join(work, "austen-texts")
     subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "austen_texts.py"),
                     root, staged], check=True, stdout=subprocess.DEVNULL)
@@ -196,6 +204,25 @@ def fetch_austen(work):
         if not done(source):
             raise FetchError(f"r-cran-janeaustenr: {book} not found in the package's data")
         publish(source, final)
+
+
+# The reStructuredText sources of the Python 3.11 documentation: English prose about code (the recipe's fourth text).
+PYTHON_DOCS = os.path.join(CACHE, "python-doc")
+
+
+def fetch_python_docs(work):
+    if os.path.isdir(PYTHON_DOCS):
+        return
+    log("fetching the Python documentation's sources (Debian python3.11-doc, unpacked only)")
+    deb_dir = os.path.join(work, "python-doc")
+    root = os.path.join(deb_dir, "root")
+    subprocess.run(["dpkg-deb", "-x", apt_download("python3.11-doc", deb_dir), root], check=True)
+    sources = os.path.join(root, "usr", "share", "doc", "python3.11", "html", "_sources")
+    texts = [os.path.join(d, f) for d, _, files in os.walk(sources) for f in files if f.endswith(".rst.txt")]
+    if len(texts) < 100:
+        raise FetchError(f"python3.11-doc: expected the documentation's .rst.txt sources in {sources}, "
+                         f"found {len(texts)}")
+    publish(sources, PYTHON_DOCS)
 
 
 def ensure_gguf_module():
@@ -418,6 +445,7 @@ def main():
         fetch_shakespeare(work)
         fetch_humaneval(work)
         fetch_austen(work)
+        fetch_python_docs(work)
         make_tokenizer_json("smollm2", os.path.join(CACHE, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
         for vocab in ("phi-3", "llama-spm"):
             sentencepiece_json(vocab, os.path.join(CACHE, "vocab", f"ggml-vocab-{vocab}.gguf"))
