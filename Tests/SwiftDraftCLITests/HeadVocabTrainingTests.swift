@@ -1,5 +1,7 @@
 import DraftCheckpoint
 import DraftData
+import DraftModel
+import DraftTraining
 import Foundation
 import XCTest
 
@@ -111,6 +113,23 @@ final class HeadVocabTrainingTests: XCTestCase {
         XCTAssertEqual(speculated, plain, "speculative greedy output equals the target's")
         let outside = plain.joined().filter { !expected.contains(Int64($0)) }.count
         print("speculate with a 40-id draft: \(outside) of \(plain.joined().count) target tokens outside its subset")
+    }
+
+    /// On KD shards the ranking counts only the positions the loss trains on: a prompt id that outnumbers every
+    /// response id is not in the head, and without the masks it would be.
+    func testRankingOnKDShardsSkipsThePrompts() throws {
+        let directory = try CLI.temporaryDirectory("headvocab-masks")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // Two documents: prompt (id 7, five times) then response (ids 3, 4, 3, then EOS 2).
+        let document: [Int32] = [7, 7, 7, 7, 7, 3, 4, 3, 2], mask: [UInt8] = [0, 0, 0, 0, 0, 1, 1, 1, 1]
+        let url = directory.appendingPathComponent("train-000000.bin")
+        try TokenShardWriter.write(document + document, documents: 2, vocabSize: 16, fingerprint: "test", to: url)
+        try LossMaskShard.write(mask + mask, to: LossMaskShard.url(forShard: url))
+        let shard = try TokenShard(url: url), masks = [try LossMaskShard(url: LossMaskShard.url(forShard: url))]
+
+        XCTAssertEqual(HeadVocabulary.rank(shards: [shard], masks: masks, k: 2, vocab: 16), [2, 3],
+                       "response targets: 3 x4, 2 x2, 4 x2 (the tie goes to the smaller id)")
+        XCTAssertEqual(HeadVocabulary.rank(shards: [shard], k: 2, vocab: 16), [3, 7], "unmasked: 7 x9 (first token not a target)")
     }
 
     func testBadHeadVocabNamesTheKey() throws {
