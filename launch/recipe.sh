@@ -22,6 +22,10 @@
 # its latest checkpoint, `distill` from its responses.jsonl, and a step with a partial output redoes that step only.
 # --fresh deletes the recipe's work directory first. RECIPE is a bash file of settings (see configs/recipes/);
 # SWIFTDRAFT_BIN overrides the binary.
+#
+# A variant (another draft shape, a head_vocab) sets data_from=<another recipe's work directory>: it trains and
+# measures on that recipe's shards, KD data and evaluation sets instead of making its own, so drafts compare on the
+# same data; the data steps must be complete there (run that recipe first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +49,7 @@ temperatures="0.6,0.8,1.0,0" kd_max_new_tokens=128 kd_batch=32 kd_top_k=0
 eval_text_prompts=40 eval_code_prompts=164 eval_max_new_tokens=64
 gamma=3 temperature=0.6 export_dtype=q8_0
 measure_stages="pt cp align"   # which stage-end drafts `speculate` measures (align is always measured)
+data_from=""                   # another recipe's work directory whose data steps this one reuses
 # shellcheck source=/dev/null
 source "$recipe"
 [[ -n "$name" && -n "$config" && -n "$work" ]] || die "$recipe: must set name, config and work"
@@ -55,6 +60,12 @@ source "$recipe"
 if [[ $fresh -eq 1 && -d "$work" ]]; then
     echo "recipe[$name]: --fresh: removing $work" >&2
     rm -rf "$work"
+fi
+# Where the data steps' outputs live: this recipe's own work directory, or the one it borrows them from.
+data="$work"
+if [[ -n "$data_from" ]]; then
+    [[ -d "$data_from/.done" ]] || die "$recipe: data_from $data_from is not a recipe work directory (run that recipe first)"
+    data="$data_from"
 fi
 bin="${SWIFTDRAFT_BIN:-.build/release/swiftdraft}"
 [[ -x "$bin" ]] || die "$bin: not built (swift build -c release --product swiftdraft)"
@@ -77,6 +88,12 @@ run_step() {
     date -u +%FT%TZ > "$(done_marker "$step")"
     say "$step: done in $((SECONDS - started)) s"
 }
+# data_step NAME COMMAND...: run_step for a step that makes data, which a recipe with data_from borrows instead.
+data_step() {
+    if [[ -z "$data_from" ]]; then run_step "$@"; return; fi
+    [[ -f "$data/.done/$1" ]] || die "$1: not complete in $data_from (data_from); run that recipe first"
+    say "$1: from $data_from"
+}
 # Writes stdout of a command to FILE atomically (a killed step leaves no half-written result).
 to_file() {
     local file="$1"; shift
@@ -91,27 +108,27 @@ tokenize() {
 }
 
 make_eval_sets() {
-    rm -rf "$work/eval.tmp"
-    "$python" scripts/make_prompt_sets.py --cache "$cache" --output "$work/eval.tmp" \
+    rm -rf "$data/eval.tmp"
+    "$python" scripts/make_prompt_sets.py --cache "$cache" --output "$data/eval.tmp" \
         --text-prompts "$eval_text_prompts" --code-prompts "$eval_code_prompts"
-    rm -rf "$work/eval"
-    mv "$work/eval.tmp" "$work/eval"
+    rm -rf "$data/eval"
+    mv "$data/eval.tmp" "$data/eval"
 }
 
 # Instructions the target writes with a sampling seed of their own, minus any the KD run also wrote: the
 # instruction set is kept apart from every KD prompt.
 make_eval_instructions() {
-    rm -rf "$work/eval-magpie"
+    rm -rf "$data/eval-magpie"
     "$bin" distill --target "$target" --magpie "$eval_instructions" --temperatures 0 --max-new-tokens 48 \
-        --seed 777 --batch "$kd_batch" --output "$work/eval-magpie"
-    "$python" scripts/recipe_prompts.py instructions --distill "$work/eval-magpie" \
-        --exclude "$work/distill/magpie" --output "$work/eval/instructions.jsonl"
+        --seed 777 --batch "$kd_batch" --output "$data/eval-magpie"
+    "$python" scripts/recipe_prompts.py instructions --distill "$data/eval-magpie" \
+        --exclude "$data/distill/magpie" --output "$data/eval/instructions.jsonl"
 }
 
 make_kd_prompts() {
-    to_file "$work/kd-prompts.jsonl" "$python" scripts/recipe_prompts.py completions --text "${text_inputs[@]}" \
+    to_file "$data/kd-prompts.jsonl" "$python" scripts/recipe_prompts.py completions --text "${text_inputs[@]}" \
         --code "${code_inputs[@]}" --text-prompts "$kd_text_prompts" --code-prompts "$kd_code_prompts" \
-        --seed "$kd_seed" --exclude "$work/eval"
+        --seed "$kd_seed" --exclude "$data/eval"
 }
 
 distill() {
@@ -122,11 +139,11 @@ distill() {
         --max-new-tokens "$kd_max_new_tokens" --batch "$kd_batch" --seed "$kd_seed" "${extra[@]}"
 }
 
-data_paths=(--set "tokenizer=$tokenizer_dir/tokenizer.json" --set "data.sources.text.path=$work/data/text"
-            --set "data.sources.code.path=$work/data/code"
-            --set "data.sources.kd_completions.path=$work/distill/completions"
-            --set "data.sources.kd_instructions.path=$work/distill/magpie")
-[[ ${#docs_inputs[@]} -gt 0 ]] && data_paths+=(--set "data.sources.docs.path=$work/data/docs")
+data_paths=(--set "tokenizer=$tokenizer_dir/tokenizer.json" --set "data.sources.text.path=$data/data/text"
+            --set "data.sources.code.path=$data/data/code"
+            --set "data.sources.kd_completions.path=$data/distill/completions"
+            --set "data.sources.kd_instructions.path=$data/distill/magpie")
+[[ ${#docs_inputs[@]} -gt 0 ]] && data_paths+=(--set "data.sources.docs.path=$data/data/docs")
 
 stage_last_step() {
     "$bin" plan --config "$config" "${data_paths[@]}" --json \
@@ -147,7 +164,7 @@ train_stage() {
 
 speculate() {
     local label="$1" draft="$2" sets=()
-    for set in text code instructions; do sets+=("$work/eval/$set.jsonl"); done
+    for set in text code instructions; do sets+=("$data/eval/$set.jsonl"); done
     cat "${sets[@]}" > "$work/results/prompts.jsonl.tmp"
     mv "$work/results/prompts.jsonl.tmp" "$work/results/prompts.jsonl"
     to_file "$work/results/$label.json" "$bin" speculate --target "$target" --draft "$draft" \
@@ -162,16 +179,16 @@ export_draft() {
 }
 
 say "recipe $recipe: work directory $work"
-run_step tokenize-text tokenize "$work/data/text" "$text_val_fraction" "${text_inputs[@]}"
-run_step tokenize-code tokenize "$work/data/code" "$code_val_fraction" "${code_inputs[@]}"
+data_step tokenize-text tokenize "$data/data/text" "$text_val_fraction" "${text_inputs[@]}"
+data_step tokenize-code tokenize "$data/data/code" "$code_val_fraction" "${code_inputs[@]}"
 if [[ ${#docs_inputs[@]} -gt 0 ]]; then
-    run_step tokenize-docs tokenize "$work/data/docs" "$text_val_fraction" "${docs_inputs[@]}"
+    data_step tokenize-docs tokenize "$data/data/docs" "$text_val_fraction" "${docs_inputs[@]}"
 fi
-run_step eval-sets make_eval_sets
-run_step kd-prompts make_kd_prompts
-run_step distill-completions distill "$work/distill/completions" --prompts "$work/kd-prompts.jsonl"
-run_step distill-magpie distill "$work/distill/magpie" --magpie "$magpie"
-run_step eval-instructions make_eval_instructions
+data_step eval-sets make_eval_sets
+data_step kd-prompts make_kd_prompts
+data_step distill-completions distill "$data/distill/completions" --prompts "$data/kd-prompts.jsonl"
+data_step distill-magpie distill "$data/distill/magpie" --magpie "$magpie"
+data_step eval-instructions make_eval_instructions
 run_step train-pt train_stage 0 pt
 measured() { [[ " $measure_stages " == *" $1 "* ]]; }
 if measured pt; then run_step speculate-pt speculate pt "$work/drafts/pt.h5"; fi
