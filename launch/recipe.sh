@@ -50,6 +50,9 @@ eval_text_prompts=40 eval_code_prompts=164 eval_max_new_tokens=64
 gamma=3 temperature=0.6 export_dtype=q8_0
 measure_stages="pt cp align"   # which stage-end drafts `speculate` measures (align is always measured)
 data_from=""                   # another recipe's work directory whose data steps this one reuses
+config_sets=()                 # key=value overrides of the config for train and plan (a variant's shape or head)
+quantized_draft=gguf           # speculate-q8_0 measures the Q8_0 GGUF export (gguf) or the checkpoint quantized at
+                               # load (native: `speculate --draft-dtype`, which keeps a subset head the export widens)
 # shellcheck source=/dev/null
 source "$recipe"
 [[ -n "$name" && -n "$config" && -n "$work" ]] || die "$recipe: must set name, config and work"
@@ -144,6 +147,7 @@ data_paths=(--set "tokenizer=$tokenizer_dir/tokenizer.json" --set "data.sources.
             --set "data.sources.kd_completions.path=$data/distill/completions"
             --set "data.sources.kd_instructions.path=$data/distill/magpie")
 [[ ${#docs_inputs[@]} -gt 0 ]] && data_paths+=(--set "data.sources.docs.path=$data/data/docs")
+for setting in "${config_sets[@]}"; do data_paths+=(--set "$setting"); done
 
 stage_last_step() {
     "$bin" plan --config "$config" "${data_paths[@]}" --json \
@@ -164,12 +168,13 @@ train_stage() {
 
 speculate() {
     local label="$1" draft="$2" sets=()
+    shift 2
     for set in text code instructions; do sets+=("$data/eval/$set.jsonl"); done
     cat "${sets[@]}" > "$work/results/prompts.jsonl.tmp"
     mv "$work/results/prompts.jsonl.tmp" "$work/results/prompts.jsonl"
     to_file "$work/results/$label.json" "$bin" speculate --target "$target" --draft "$draft" \
         --prompts "$work/results/prompts.jsonl" --gamma "$gamma" --temperature "$temperature" \
-        --max-new-tokens "$eval_max_new_tokens" --seed 1 --json
+        --max-new-tokens "$eval_max_new_tokens" --seed 1 --json "$@"
 }
 
 export_draft() {
@@ -197,7 +202,11 @@ if measured cp; then run_step speculate-cp speculate cp "$work/drafts/cp.h5"; fi
 run_step train-align train_stage 2 align
 run_step speculate-align speculate align "$work/drafts/align.h5"
 run_step export export_draft
-run_step speculate-q8_0 speculate align-q8_0 "$(ls "$work"/export/gguf/*.gguf | head -1)"
+if [[ "$quantized_draft" == native ]]; then
+    run_step speculate-q8_0 speculate align-q8_0 "$work/drafts/align.h5" --draft-dtype "$export_dtype"
+else
+    run_step speculate-q8_0 speculate align-q8_0 "$(ls "$work"/export/gguf/*.gguf | head -1)"
+fi
 run_step table to_file "$work/results/table.md" "$python" scripts/recipe_table.py "$work/results"
 say "complete: $work/results/table.md"
 cat "$work/results/table.md"

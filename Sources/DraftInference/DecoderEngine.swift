@@ -67,6 +67,8 @@ public final class DecoderEngine {
     /// With a subset head: its rows gathered once at init (`(K, dim)`; the weights are fixed while the engine runs),
     /// and host scratch for a chunk's `(headRows, K)` logits before they are spread over the full vocabulary.
     private var subsetHead: (ids: [Int32], weight: LinearWeight, scores: UnsafeMutablePointer<Float>)?
+    /// A quantized subset head's gathered rows (host memory the engine owns).
+    private var subsetHeadBytes: UnsafeMutableRawPointer?
 
     public init(config: DecoderConfig, weights: DecoderWeights, device: any Device, maxRows: Int = 256,
                 headRows: Int = 64) throws {
@@ -112,17 +114,32 @@ public final class DecoderEngine {
             headNormed = try buffer(self.headRows * config.dim)
             headRstd = try buffer(self.headRows)
             if let ids = weights.headIDs {
-                guard case .dense(let table, let rows, let dim) = weights.head, rows == config.vocabSize,
-                      let last = ids.last, Int(last) < rows, ids.count < rows else {
-                    throw InputError("model: a subset head of \(ids.count) ids needs a dense fp32 head of vocab_size \(config.vocabSize) rows")
+                guard weights.head.rows == config.vocabSize, let last = ids.last, Int(last) < config.vocabSize,
+                      ids.count < config.vocabSize else {
+                    throw InputError("model: a subset head of \(ids.count) ids needs a head of vocab_size \(config.vocabSize) rows")
                 }
-                let compact = try buffer(ids.count * dim)
-                let idsOnDevice = try device.upload(ids)
-                defer { device.free(idsOnDevice) }
-                try device.embeddingForward(tokens: idsOnDevice, table: table, out: compact, count: ids.count,
-                                            dim: dim, vocab: rows)
-                subsetHead = (ids, .dense(compact, rows: ids.count, columns: dim),
-                              .allocate(capacity: self.headRows * ids.count))
+                let compact: LinearWeight
+                switch weights.head {
+                case .dense(let table, let rows, let dim):
+                    let rowsOnDevice = try buffer(ids.count * dim)
+                    let idsOnDevice = try device.upload(ids)
+                    defer { device.free(idsOnDevice) }
+                    try device.embeddingForward(tokens: idsOnDevice, table: table, out: rowsOnDevice, count: ids.count,
+                                                dim: dim, vocab: rows)
+                    compact = .dense(rowsOnDevice, rows: ids.count, columns: dim)
+                case .quantized(let table):
+                    // Quantized rows are independent blocks: the subset's rows are copied whole, never re-encoded.
+                    let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(ids.count * table.rowBytes, 1),
+                                                                 alignment: 64)
+                    for (j, id) in ids.enumerated() {
+                        (bytes + j * table.rowBytes).copyMemory(from: table.data + Int(id) * table.rowBytes,
+                                                                byteCount: table.rowBytes)
+                    }
+                    subsetHeadBytes = bytes
+                    compact = .quantized(QuantizedMatrix(type: table.type, rows: ids.count, columns: table.columns,
+                                                         data: UnsafeRawPointer(bytes)))
+                }
+                subsetHead = (ids, compact, .allocate(capacity: self.headRows * ids.count))
             }
             logits = try buffer(self.headRows * (weights.headIDs?.count ?? config.vocabSize))
             tokens = try device.allocate(Int32.self, count: n)
@@ -146,6 +163,7 @@ public final class DecoderEngine {
         device.free(positions)
         hostLogits.deallocate()
         subsetHead?.scores.deallocate()
+        subsetHeadBytes?.deallocate()
     }
 
     /// Runs `chunks` through the model, appending their keys and values to `cache`, and returns the logits `select`

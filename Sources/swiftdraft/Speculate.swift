@@ -1,6 +1,7 @@
 import ArgumentParser
 import DraftDevice
 import DraftErrors
+import DraftFormats
 import DraftInference
 import DraftTraining
 import Foundation
@@ -28,6 +29,8 @@ struct Speculate: ParsableCommand {
     @Option(help: "Nucleus mass (1: off).") var topP: Float = 1
     @Option(help: "New tokens per prompt at most.") var maxNewTokens = 128
     @Option(help: "Sampling seed; each prompt derives its own streams from it.") var seed: UInt64 = 0
+    @Option(help: "Decode the draft's weights as stored (f32 for a checkpoint), or quantize an fp32 draft at load: q8_0 (the rows a Q8_0 GGUF export holds, keeping a subset head), f16 or bf16.")
+    var draftDtype = "stored"
     @OptionGroup var draftDevice: DeviceOptions
     @Flag(help: "Render raw prompts as a user turn through the target's chat template.") var chat = false
     @Flag(help: "One JSON object: overall, sets, prompts.") var json = false
@@ -51,7 +54,14 @@ struct Speculate: ParsableCommand {
         let targetDevice = CPUDevice()
         let draftDevice = try makeInferenceDevice(self.draftDevice.device)
         let targetModel = try loadModel(target, device: targetDevice)
-        let draftModel = try loadModel(draft, device: draftDevice)
+        var draftModel = try loadModel(draft, device: draftDevice)
+        if draftDtype != "stored" {
+            let types: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0]
+            guard let type = types[draftDtype] else {
+                throw InputError("--draft-dtype \(draftDtype): expected stored, f32, f16, bf16 or q8_0")
+            }
+            draftModel = try draftModel.quantized(to: type, device: draftDevice)
+        }
         guard targetModel.tokenizer.fingerprint == draftModel.tokenizer.fingerprint else {
             throw InputError("--draft \(draft) and --target \(target): different tokenizers (fingerprints \(draftModel.tokenizer.fingerprint.prefix(16))... and \(targetModel.tokenizer.fingerprint.prefix(16))...); a draft must share its target's vocabulary")
         }

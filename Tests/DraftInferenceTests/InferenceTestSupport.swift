@@ -5,8 +5,9 @@ import Foundation
 import XCTest
 
 /// A small GQA draft (6 query heads over 2 KV heads) with Hugging Face's initialisation, on `device`.
-func makeTinyDraft(device: any Device, seed: UInt64 = 7, maxSeqLen: Int = 40) throws -> LlamaModel {
-    let config = ModelConfig(vocabSize: 97, dim: 48, layers: 2, heads: 6, kvHeads: 2, ffnDim: 80,
+func makeTinyDraft(device: any Device, seed: UInt64 = 7, maxSeqLen: Int = 40, dim: Int = 48, heads: Int = 6,
+                   ffnDim: Int = 80) throws -> LlamaModel {
+    let config = ModelConfig(vocabSize: 97, dim: dim, layers: 2, heads: heads, kvHeads: 2, ffnDim: ffnDim,
                              maxSeqLen: maxSeqLen, ropeTheta: 10_000)
     let model = try LlamaModel(config: config, device: device)
     try model.initializeParameters(seed: seed)

@@ -1,4 +1,5 @@
 import DraftDevice
+import DraftFormats
 import DraftInference
 import DraftModel
 import XCTest
@@ -11,8 +12,10 @@ final class SubsetHeadSpeculationTests: XCTestCase {
     let device = CPUDevice(threads: 2)
 
     /// `makeTinyDraft(seed:)`'s weights with a head over the ids `keep` selects, so q is 0 on the others.
-    private func subsetDraft(seed: UInt64, keep: (Int) -> Bool) throws -> LlamaModel {
-        let plain = try makeTinyDraft(device: device, seed: seed, maxSeqLen: 64)
+    private func subsetDraft(seed: UInt64, quantizable: Bool = false, keep: (Int) -> Bool) throws -> LlamaModel {
+        // Q8_0 needs rows of whole 32-value blocks.
+        let plain = quantizable ? try makeTinyDraft(device: device, seed: seed, maxSeqLen: 64, dim: 64, heads: 4, ffnDim: 96)
+                                : try makeTinyDraft(device: device, seed: seed, maxSeqLen: 64)
         var config = plain.config
         let ids = (0..<Int32(config.vocabSize)).filter { keep(Int($0)) }
         config.headVocab = ids.count
@@ -42,6 +45,40 @@ final class SubsetHeadSpeculationTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Quantized at load (`--draft-dtype q8_0`), a subset head scores the subset's Q8_0 rows: the logits there are
+    /// the full quantized head's (the rows are copied whole, never re-encoded) and `-inf` elsewhere.
+    func testQuantizedSubsetHeadScoresTheQuantizedRows() throws {
+        let model = try subsetDraft(seed: 41, quantizable: true) { $0 % 4 == 1 || $0 < 6 }
+        let ids = Set(try XCTUnwrap(model.headIDs))
+        let subset = try DecoderWeights(llama: model).quantized(to: .q8_0, device: device, source: "test").weights
+        var full = subset
+        full.headIDs = nil
+        let config = DecoderConfig(model: model.config, bosTokenID: nil, eosTokenIDs: [])
+        let prompt: [Int32] = [5, 17, 3, 40, 2, 9]
+        // Copied out: the rows of `ForwardLogits` live in the engine's buffer.
+        func logits(_ weights: DecoderWeights) throws -> [[Float]] {
+            let e = try DecoderEngine(config: config, weights: weights, device: device)
+            let cache = try KVCache(config: config, device: device, slotCount: 1, capacity: 64)
+            let out = try e.forward([SequenceChunk(slot: 0, tokens: prompt, start: 0)], cache: cache, select: .allRows)
+            return (0..<out.rowCount).map { Array(out.row($0)) }
+        }
+        let a = try logits(subset), b = try logits(full)
+        let fp32 = try model.logits(tokens: prompt, batch: 1, seqLen: prompt.count)
+        var moved = 0.0
+        for r in 0..<prompt.count {
+            let rowA = a[r], rowB = b[r]
+            for id in 0..<config.vocabSize {
+                if ids.contains(Int32(id)) {
+                    XCTAssertEqual(rowA[id], rowB[id], accuracy: 1e-5 * max(1, abs(rowB[id])), "row \(r), id \(id)")
+                    moved = max(moved, Double(abs(rowA[id] - fp32[r * config.vocabSize + id])))
+                } else {
+                    XCTAssertEqual(rowA[id], -.infinity, "row \(r), id \(id)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(moved, 0, "the head was quantized")
     }
 
     func testGreedySpeculationWithASubsetDraftEqualsTheTarget() throws {

@@ -1,3 +1,6 @@
+import DraftDevice
+import DraftFormats
+import DraftInference
 import Foundation
 import XCTest
 
@@ -166,6 +169,52 @@ final class ExportRuntimeTests: XCTestCase {
         let checkpointNLL = try nll(Self.run)
         XCTAssertEqual(try nll(Self.hf), checkpointNLL, accuracy: 1e-5, "score --model <hf export>")
         XCTAssertEqual(try nll(try XCTUnwrap(Self.gguf["f32"])), checkpointNLL, accuracy: 1e-5, "score --model <f32 gguf export>")
+    }
+
+    /// `speculate --draft-dtype q8_0` on the checkpoint decodes the very rows the Q8_0 GGUF export holds: the
+    /// engine's logits over a prompt are the GGUF's bit for bit, and speculation with either (sampled, so every
+    /// draft probability enters) proposes, accepts and emits the same tokens.
+    func testQuantizedAtLoadIsTheQ8_0Export() throws {
+        let device = CPUDevice()
+        let checkpoint = try loadModel(try XCTUnwrap(Self.run).path, device: device)
+        let atLoad = try checkpoint.quantized(to: .q8_0, device: device)
+        let exported = try loadModel(try XCTUnwrap(Self.gguf["q8_0"]).path, device: device)
+        XCTAssertEqual(atLoad.weightBytes, exported.weightBytes, "the same matrices, as many bytes")
+        let prompt = checkpoint.tokenizer.encode("Emma Woodhouse, handsome, clever, and rich, with a comfortable home")
+        func logits(_ model: LoadedModel) throws -> [Float] {
+            let engine = try DecoderEngine(config: model.config, weights: model.weights, device: device)
+            let cache = try KVCache(device: device, layers: model.config.layers, slotCount: 1, capacity: prompt.count,
+                                    kvHeads: model.config.kvHeads, headDim: model.config.headDim)
+            let out = try engine.forward([SequenceChunk(slot: 0, tokens: prompt, start: 0)], cache: cache, select: .allRows)
+            return (0..<out.rowCount).flatMap { Array(out.row($0)) }
+        }
+        let quantized = try logits(atLoad), reference = try logits(exported), fp32 = try logits(checkpoint)
+        XCTAssertEqual(quantized, reference, "Q8_0 at load vs the Q8_0 GGUF export")
+        XCTAssertNotEqual(quantized, fp32, "the weights were quantized")
+
+        let prompts = Self.work.appendingPathComponent("speculate-prompts.jsonl")
+        try """
+            {"id": "emma", "set": "text", "prompt": "Emma Woodhouse, handsome, clever, and rich,"}
+            {"id": "code", "set": "code", "prompt": "def fibonacci(n):"}
+            """.write(to: prompts, atomically: true, encoding: .utf8)
+        func speculate(_ draft: URL, _ extra: [String]) throws -> [[String: Any]] {
+            let r = try CLI.run(["speculate", "--target", Self.target.path, "--draft", draft.path, "--prompts", prompts.path,
+                                 "--max-new-tokens", "24", "--seed", "3", "--json"] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(object["prompts"] as? [[String: Any]])
+        }
+        let viaLoad = try speculate(try XCTUnwrap(Self.run), ["--draft-dtype", "q8_0"])
+        let viaExport = try speculate(try XCTUnwrap(Self.gguf["q8_0"]), [])
+        for (a, b) in zip(viaLoad, viaExport) {
+            XCTAssertEqual(a["output_ids"] as? [Int], b["output_ids"] as? [Int])
+            XCTAssertEqual(a["accepted"] as? Int, b["accepted"] as? Int)
+            XCTAssertEqual(a["proposed"] as? Int, b["proposed"] as? Int)
+        }
+        let bad = try CLI.run(["speculate", "--target", Self.target.path, "--draft", try XCTUnwrap(Self.gguf["q8_0"]).path,
+                               "--prompts", prompts.path, "--draft-dtype", "q8_0"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("already quantized"), bad.stderr)
     }
 
     /// A run started from an export evaluates its first batch with the checkpoint's weights, so its step-1 loss is the
