@@ -215,7 +215,7 @@ public final class DistillRun {
         if resuming { try writeManifest(complete: false, prompts: prompts.kept, filtered: prompts.filtered, records: log.records, shards: nil) }
         if !done.isEmpty { self.log("distill: resuming, \(done.count) of \(jobKeys.count) responses already in responses.jsonl") }
 
-        var progress = Progress(total: jobKeys.count, done: done.count, log: self.log)
+        var progress = Progress(total: jobKeys.count, done: done.count, log: self.log, warmup: min(request.batch, jobs.count))
         try target.answer(jobs, maxNewTokens: request.maxNewTokens, batch: request.batch, topK: request.topK) { answer in
             let key = jobKeys[answer.index]
             let prompt = byID[key.promptID]!
@@ -267,7 +267,7 @@ public final class DistillRun {
                        seed: DistillRequest.seed(request.seed, promptID: "magpie-\($0)", temperature: 1))
         }
         var instructions = [DistillAnswer?](repeating: nil, count: n)
-        var progress = Progress(total: n, done: 0, log: log, what: "instructions")
+        var progress = Progress(total: n, done: 0, log: log, what: "instructions", warmup: min(request.batch, n))
         try target.answer(jobs, maxNewTokens: request.maxNewTokens, batch: request.batch, topK: nil) {
             instructions[$0.index] = $0
             progress.finished(tokens: $0.ids.count)
@@ -336,21 +336,30 @@ public final class DistillRun {
 }
 
 /// Responses done / total, target tokens per second and an ETA on stderr, at most every two seconds.
+///
+/// Tokens are counted when their response finishes, and a batched run finishes its first responses only after all
+/// `batch` of them have been generating for a while: a rate over the whole run would start near zero and an ETA near
+/// days. So the rate and the ETA are taken from the moment `warmup` responses (one batch) have finished, when
+/// responses finish as fast as they are made; until then the line says they are coming.
 struct Progress {
     let total: Int
     var done: Int
     let log: (String) -> Void
     var what = "responses"
+    let warmup: Int
     let start = DispatchTime.now().uptimeNanoseconds
     var tokens = 0
     var finishedHere = 0
     var lastReport: UInt64 = 0
+    /// Time, tokens and responses when the warm-up ended.
+    var steady: (time: UInt64, tokens: Int, finished: Int)?
 
-    init(total: Int, done: Int, log: @escaping (String) -> Void, what: String = "responses") {
+    init(total: Int, done: Int, log: @escaping (String) -> Void, what: String = "responses", warmup: Int = 1) {
         self.total = total
         self.done = done
         self.log = log
         self.what = what
+        self.warmup = max(1, warmup)
     }
 
     var seconds: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
@@ -360,11 +369,17 @@ struct Progress {
         finishedHere += 1
         tokens += count
         let now = DispatchTime.now().uptimeNanoseconds
-        if now - lastReport > 2_000_000_000 || done == total {
-            lastReport = now
-            let eta = Double(total - done) * seconds / Double(finishedHere)
+        if steady == nil && finishedHere >= warmup { steady = (now, tokens, finishedHere) }
+        guard now - lastReport > 2_000_000_000 || done == total else { return }
+        lastReport = now
+        if let steady, finishedHere > steady.finished {
+            let elapsed = Double(now - steady.time) / 1e9
+            let eta = Double(total - done) * elapsed / Double(finishedHere - steady.finished)
             log(String(format: "distill: %d/%d %@, %d tokens, %.1f tokens/s, ETA %.0fs", done, total, what, tokens,
-                       Double(tokens) / max(seconds, 1e-9), eta))
+                       Double(tokens - steady.tokens) / max(elapsed, 1e-9), eta))
+        } else {
+            log(String(format: "distill: %d/%d %@, %d tokens (rate and ETA once %d responses of this run are done)",
+                       done, total, what, tokens, warmup + 1))
         }
     }
 
