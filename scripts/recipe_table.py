@@ -3,16 +3,41 @@
 
     recipe_table.py RESULTS_DIR          (reads pt.json, cp.json, align.json, align-q8_0.json when present)
 
+The align-q8_0 row is named from its report's draft: the Q8_0 GGUF export (a recipe's default), or the checkpoint
+quantized at load (`quantized_draft=native`), which keeps a subset head the export widens, so the two differ.
+
 Columns are DESIGN.md's: acceptance rate, tau, MBSU (c by parameters), MBSU by weight bytes, and the wall-clock
 speedup of speculative over plain decoding of the same prompts in the same run (batch 1), with the measured
 draft-step / target-step cost ratio and the acceptance at which that ratio breaks even.
 """
 import json
 import os
+import re
 import sys
 
-STAGES = [("pt", "PT"), ("cp", "PT→CP"), ("align", "PT→CP→align"), ("align-q8_0", "PT→CP→align, Q8_0 GGUF draft")]
+STAGES = [("pt", "PT"), ("cp", "PT→CP"), ("align", "PT→CP→align"), ("align-q8_0", None)]
 SETS = ["text", "code", "instructions"]
+
+
+def quantized_kind(draft):
+    """How a quantized measurement's draft was made, from its report's `draft` string: "Q8_0 GGUF" for an export
+    (`path.gguf (gguf llama Q8_0)`), "Q8_0 at load" for a checkpoint `speculate --draft-dtype` quantized."""
+    match = re.search(r"quantized to (\S+) at load", draft)
+    if match:
+        return "%s at load" % match.group(1)
+    match = re.search(r"\(gguf \S+ (\S+)\)", draft)
+    if match or draft.split(" ")[0].endswith(".gguf"):
+        return "%s GGUF" % (match.group(1) if match else "Q8_0")
+    return "Q8_0"
+
+
+def stage_label(label, report):
+    """The table's name for the stage a report measured (STAGES, or the quantized draft's kind)."""
+    name = dict(STAGES)[label]
+    if name is not None:
+        return name
+    kind = quantized_kind(report["draft"])
+    return "PT→CP→align, %s draft" % kind if kind.endswith("GGUF") else "PT→CP→align, %s" % kind
 
 
 def row(stage, name, r):
@@ -26,12 +51,13 @@ def main():
     lines = ["| stage | set | prompts | acceptance | tau | MBSU | MBSU (bytes) | plain t/s | spec t/s | speedup | cost ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
-    for label, stage in STAGES:
+    for label, _ in STAGES:
         path = os.path.join(directory, label + ".json")
         if not os.path.exists(path):
             continue
         with open(path, encoding="utf-8") as f:
             report = json.load(f)
+        stage = stage_label(label, report)
         for name in SETS + sorted(set(report["sets"]) - set(SETS)):
             if name in report["sets"]:
                 lines.append(row(stage, name, report["sets"][name]))
