@@ -17,6 +17,8 @@
 #                                   acceptance, tau, MBSU and speedup per prompt set after each stage
 #   export, speculate-q8_0          the aligned draft as Q8_0 GGUF (llama.cpp's -md) and HF; measured again as Q8_0
 #   table                           results/table.md from results/*.json
+#   plot                            results/figure.png (scripts/recipe_plot.py): loss per stage, acceptance per set
+#                                   and stage
 #
 # A run stopped anywhere (SIGTERM, kill -9, the end of the day) continues with the same command: `train` resumes from
 # its latest checkpoint, `distill` from its responses.jsonl, and a step with a partial output redoes that step only.
@@ -208,5 +210,12 @@ else
     run_step speculate-q8_0 speculate align-q8_0 "$(ls "$work"/export/gguf/*.gguf | head -1)"
 fi
 run_step table to_file "$work/results/table.md" "$python" scripts/recipe_table.py "$work/results"
-say "complete: $work/results/table.md"
+# The figure goes to a temporary name first, so a killed step leaves no half-written PNG; the name keeps its .png
+# because matplotlib picks the format from it.
+plot_figure() {
+    "$python" scripts/recipe_plot.py --output "$work/results/figure.tmp.png" "$work"
+    mv "$work/results/figure.tmp.png" "$work/results/figure.png"
+}
+run_step plot plot_figure
+say "complete: $work/results/table.md, $work/results/figure.png"
 cat "$work/results/table.md"

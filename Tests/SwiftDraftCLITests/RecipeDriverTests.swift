@@ -3,7 +3,8 @@ import XCTest
 
 /// `launch/recipe.sh` on a miniature recipe against the real target (SmolLM2): every step runs, a kill -9 in the
 /// middle of the training step is resumed by the same command (the trainer from its checkpoint, finished steps
-/// skipped), and a third run skips everything and leaves the results as they were.
+/// skipped), the figure shows what the reports hold, and a third run skips everything and leaves the results as they
+/// were.
 final class RecipeDriverTests: XCTestCase {
     var repository: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -111,24 +112,51 @@ final class RecipeDriverTests: XCTestCase {
         XCTAssertEqual(second.terminationStatus, 0, secondLog)
         let all = ["tokenize-text", "tokenize-code", "eval-sets", "kd-prompts", "distill-completions", "distill-magpie",
                    "eval-instructions", "train-pt", "speculate-pt", "train-cp", "train-align", "speculate-align", "export",
-                   "speculate-q8_0", "table"]
+                   "speculate-q8_0", "table", "plot"]
         XCTAssertEqual(try steps(in: log, saying: "complete, skipped"), Array(all.prefix(7)))
         XCTAssertEqual(try steps(in: log, saying: "done in"), all)
         let metrics = try readMetrics(run.appendingPathComponent("run"))
         XCTAssertTrue(metrics.contains { $0["event"] as? String == "resume" }, "training must resume, not restart")
+        var reports: [String: [String: Any]] = [:]
         for label in ["pt", "align", "align-q8_0"] {
             let data = try Data(contentsOf: run.appendingPathComponent("results/\(label).json"))
             let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
             let sets = try XCTUnwrap(report["sets"] as? [String: Any])
             XCTAssertEqual(Set(sets.keys), ["text", "code", "instructions"], label)
+            reports[label] = report
         }
         let table = try String(contentsOf: run.appendingPathComponent("results/table.md"), encoding: .utf8)
         XCTAssertTrue(table.contains("| PT | text |") && table.contains("PT→CP→align, Q8_0 GGUF draft"), table)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("export/gguf/draft-q8_0.gguf").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("export/hf/model.safetensors").path))
+        let figure = try Data(contentsOf: run.appendingPathComponent("results/figure.png"))
+        XCTAssertEqual(Array(figure.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "figure.png is not a PNG")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("results/figure.tmp.png").path))
+
+        // What the figure shows, from the lines the plot script prints for the same work directory: the aligned
+        // draft's bars are align.json's acceptance rates, and the loss panel has all three stages.
+        let plot = try CLI.run([repository.appendingPathComponent("scripts/recipe_plot.py").path,
+                                "--output", work.appendingPathComponent("again.png").path, run.path],
+                               executable: URL(fileURLWithPath: try testPython(repository: repository)))
+        XCTAssertEqual(plot.status, 0, plot.stderr)
+        let plotted = plot.stdout.split(separator: "\n").map(String.init)
+        let aligned = try XCTUnwrap(plotted.first { $0.hasPrefix("mini | PT→CP→align | acceptance ") }, plot.stdout)
+        let align = try XCTUnwrap(reports["align"])
+        var alignFigures = try XCTUnwrap(align["sets"] as? [String: [String: Any]])
+        alignFigures["overall"] = try XCTUnwrap(align["overall"] as? [String: Any])
+        for (name, figures) in alignFigures {
+            let rate = try XCTUnwrap(figures["acceptance_rate"] as? Double, name)
+            let shown = " \(name) " + String(format: "%.3f", rate)
+            XCTAssertTrue(aligned.contains(shown), "\(shown) not plotted: \(aligned)")
+        }
+        XCTAssertTrue(plotted.contains { $0.hasPrefix("mini | PT | acceptance text ") }, plot.stdout)
+        XCTAssertTrue(plotted.contains { $0.hasPrefix("mini | align, Q8_0 GGUF | acceptance text ") }, plot.stdout)
+        let loss = try XCTUnwrap(plotted.first { $0.hasPrefix("mini | loss | ") }, plot.stdout)
+        XCTAssertTrue(loss.contains("stages pretrain@0 code@") && loss.contains(" align@"), loss)
 
         // Third run: nothing left to do; the results are untouched.
         let before = try Data(contentsOf: run.appendingPathComponent("results/align.json"))
+        let figureBefore = try Data(contentsOf: run.appendingPathComponent("results/figure.png"))
         let logLines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").count
         let third = try driver(recipe)
         try third.run()
@@ -138,5 +166,6 @@ final class RecipeDriverTests: XCTestCase {
         XCTAssertEqual(newLines.filter { $0.hasSuffix("complete, skipped") }.count, all.count, newLines.joined(separator: "\n"))
         XCTAssertFalse(newLines.contains { $0.hasSuffix(": running") })
         XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("results/align.json")), before)
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("results/figure.png")), figureBefore)
     }
 }
