@@ -16,6 +16,8 @@
 #   speculate-pt, speculate-cp, speculate-align
 #                                   acceptance, tau, MBSU and speedup per prompt set after each stage
 #   export, speculate-q8_0          the aligned draft as Q8_0 GGUF (llama.cpp's -md) and HF; measured again as Q8_0
+#   speculate-q8_0-subset           with subset_head_at_load=K: the aligned draft, Q8_0 at load, its head cut to the K
+#                                   ids most frequent in the KD responses (FR-Spec; no retraining)
 #   table                           results/table.md from results/*.json
 #   plot                            results/figure.png (scripts/recipe_plot.py): loss per stage, acceptance per set
 #                                   and stage
@@ -53,6 +55,8 @@ gamma=3 temperature=0.6 export_dtype=q8_0
 measure_stages="pt cp align"   # which stage-end drafts `speculate` measures (align is always measured)
 data_from=""                   # another recipe's work directory whose data steps this one reuses
 config_sets=()                 # key=value overrides of the config for train and plan (a variant's shape or head)
+subset_head_at_load=0          # >0: speculate-q8_0-subset measures the aligned draft quantized at load with a head over
+                               # this many ids ranked on the KD responses (FR-Spec, no retraining)
 quantized_draft=gguf           # speculate-q8_0 measures the Q8_0 GGUF export (gguf) or the checkpoint quantized at
                                # load (native: `speculate --draft-dtype`, which keeps a subset head the export widens)
 # shellcheck source=/dev/null
@@ -208,6 +212,10 @@ if [[ "$quantized_draft" == native ]]; then
     run_step speculate-q8_0 speculate align-q8_0 "$work/drafts/align.h5" --draft-dtype "$export_dtype"
 else
     run_step speculate-q8_0 speculate align-q8_0 "$(ls "$work"/export/gguf/*.gguf | head -1)"
+fi
+if [[ "$subset_head_at_load" -gt 0 ]]; then
+    run_step speculate-q8_0-subset speculate align-q8_0-subset "$work/drafts/align.h5" --draft-dtype "$export_dtype" \
+        --draft-head-vocab "$subset_head_at_load" --draft-head-vocab-source "$data/distill/completions"
 fi
 run_step table to_file "$work/results/table.md" "$python" scripts/recipe_table.py "$work/results"
 # The figure goes to a temporary name first, so a killed step leaves no half-written PNG; the name keeps its .png

@@ -26,10 +26,10 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recipe_table import SETS, quantized_kind  # noqa: E402
+from recipe_table import SETS, STAGES, quantized_kind  # noqa: E402
 
-STAGES = [("pt", "PT"), ("cp", "PT→CP"), ("align", "PT→CP→align"), ("align-q8_0", None)]
-STAGE_COLOURS = {"pt": "#9ecae1", "cp": "#4292c6", "align": "#08519c", "align-q8_0": "#e6550d"}
+STAGE_COLOURS = {"pt": "#9ecae1", "cp": "#4292c6", "align": "#08519c", "align-q8_0": "#e6550d",
+                 "align-q8_0-subset": "#a63603"}
 # A draft quantized at load keeps its subset head and the GGUF export widens it, so drafts compared side by side
 # may hold either: they get colours of their own.
 AT_LOAD_COLOUR = "#fdae6b"

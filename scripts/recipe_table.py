@@ -15,16 +15,19 @@ import os
 import re
 import sys
 
-STAGES = [("pt", "PT"), ("cp", "PT→CP"), ("align", "PT→CP→align"), ("align-q8_0", None)]
+# None: named from the report's draft (recipe.sh's speculate-q8_0 and speculate-q8_0-subset steps).
+STAGES = [("pt", "PT"), ("cp", "PT→CP"), ("align", "PT→CP→align"), ("align-q8_0", None), ("align-q8_0-subset", None)]
 SETS = ["text", "code", "instructions"]
 
 
 def quantized_kind(draft):
     """How a quantized measurement's draft was made, from its report's `draft` string: "Q8_0 GGUF" for an export
-    (`path.gguf (gguf llama Q8_0)`), "Q8_0 at load" for a checkpoint `speculate --draft-dtype` quantized."""
+    (`path.gguf (gguf llama Q8_0)`), "Q8_0 at load" for a checkpoint `speculate --draft-dtype` quantized, with
+    ", 8192-id head" when `--draft-head-vocab` gave it a subset head at load."""
+    subset = re.search(r"head over (\d+) ids", draft)
     match = re.search(r"quantized to (\S+) at load", draft)
     if match:
-        return "%s at load" % match.group(1)
+        return "%s at load" % match.group(1) + (", %s-id head" % subset.group(1) if subset else "")
     match = re.search(r"\(gguf \S+ (\S+)\)", draft)
     if match or draft.split(" ")[0].endswith(".gguf"):
         return "%s GGUF" % (match.group(1) if match else "Q8_0")

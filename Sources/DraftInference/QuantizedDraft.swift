@@ -97,3 +97,23 @@ final class QuantizedWeightStorage: @unchecked Sendable {
         for buffer in buffers { buffer.deallocate() }
     }
 }
+
+extension LoadedModel {
+    /// This model with its head scoring only `ids` (FR-Spec's frequency-ranked subset, applied to a draft trained
+    /// with the full head): every other id gets logit `-inf`, so q is 0 there and speculative sampling stays exact,
+    /// while the head's product shrinks to `ids.count` rows. `ids` must be ascending, distinct, inside the
+    /// vocabulary and fewer than it; a draft that already has a subset head is refused.
+    public func withSubsetHead(_ ids: [Int32]) throws -> LoadedModel {
+        guard weights.headIDs == nil else {
+            throw InputError("\(source): the draft already has a subset head of \(weights.headIDs!.count) ids")
+        }
+        guard !ids.isEmpty, ids.count < config.vocabSize, zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }),
+              let first = ids.first, first >= 0, let last = ids.last, Int(last) < config.vocabSize else {
+            throw InputError("\(source): a subset head needs 1 to \(config.vocabSize - 1) ascending distinct ids below \(config.vocabSize), got \(ids.count)")
+        }
+        var model = self
+        model.weights.headIDs = ids
+        model.source = "\(source), head over \(ids.count) ids"
+        return model
+    }
+}

@@ -1,8 +1,10 @@
 import ArgumentParser
+import DraftData
 import DraftDevice
 import DraftErrors
 import DraftFormats
 import DraftInference
+import DraftModel
 import DraftTraining
 import Foundation
 
@@ -31,6 +33,10 @@ struct Speculate: ParsableCommand {
     @Option(help: "Sampling seed; each prompt derives its own streams from it.") var seed: UInt64 = 0
     @Option(help: "Decode the draft's weights as stored (f32 for a checkpoint), or quantize an fp32 draft at load: q8_0 (the rows a Q8_0 GGUF export holds, keeping a subset head), f16 or bf16.")
     var draftDtype = "stored"
+    @Option(help: "Score only this many ids in the draft's head (FR-Spec, no retraining): the ones most frequent as trained targets in --draft-head-vocab-source.")
+    var draftHeadVocab: Int?
+    @Option(help: "A token-shard directory (tokenize or distill output) whose training targets rank the ids for --draft-head-vocab; on KD shards only response tokens count.")
+    var draftHeadVocabSource: String?
     @OptionGroup var draftDevice: DeviceOptions
     @Flag(help: "Render raw prompts as a user turn through the target's chat template.") var chat = false
     @Flag(help: "One JSON object: overall, sets, prompts.") var json = false
@@ -55,6 +61,19 @@ struct Speculate: ParsableCommand {
         let draftDevice = try makeInferenceDevice(self.draftDevice.device)
         let targetModel = try loadModel(target, device: targetDevice)
         var draftModel = try loadModel(draft, device: draftDevice)
+        switch (draftHeadVocab, draftHeadVocabSource) {
+        case (nil, nil):
+            break
+        case (let k?, let path?):
+            guard k >= 1, k < draftModel.config.vocabSize else {
+                throw InputError("--draft-head-vocab \(k): expected 1 to \(draftModel.config.vocabSize - 1) (the draft's vocabulary is \(draftModel.config.vocabSize))")
+            }
+            let source = try DataSource(name: "draft-head-vocab-source", path: path)
+            draftModel = try draftModel.withSubsetHead(HeadVocabulary.rank(shards: source.train, masks: source.trainMasks,
+                                                                           k: k, vocab: draftModel.config.vocabSize))
+        default:
+            throw InputError("--draft-head-vocab and --draft-head-vocab-source go together")
+        }
         if draftDtype != "stored" {
             let types: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0]
             guard let type = types[draftDtype] else {

@@ -1,6 +1,9 @@
+import DraftData
 import DraftDevice
 import DraftFormats
 import DraftInference
+import DraftModel
+import DraftTraining
 import Foundation
 import XCTest
 
@@ -16,6 +19,8 @@ final class ExportRuntimeTests: XCTestCase {
     static var gguf: [String: URL] = [:]
     /// Held-out text: the opening of *Persuasion* (the draft trains on *Emma*).
     static var heldOut: URL!
+    /// The draft's token shards (*Emma*).
+    static var data: URL!
     static var target: URL { ExportTests.cache.appendingPathComponent("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") }
 
     override class func setUp() {
@@ -28,7 +33,7 @@ final class ExportRuntimeTests: XCTestCase {
             try Data(try Data(contentsOf: austen.appendingPathComponent("emma.txt")).prefix(120_000)).write(to: corpus)
             heldOut = work.appendingPathComponent("persuasion.txt")
             try Data(try Data(contentsOf: austen.appendingPathComponent("persuasion.txt")).prefix(12_000)).write(to: heldOut)
-            let data = work.appendingPathComponent("data")
+            data = work.appendingPathComponent("data")
             let t = try CLI.run(["tokenize", "--tokenizer", tokenizer, "--input", corpus.path, "--output", data.path])
             guard t.status == 0 else { return XCTFail(t.stderr) }
             config = work.appendingPathComponent("config.yaml")
@@ -215,6 +220,59 @@ final class ExportRuntimeTests: XCTestCase {
                                "--prompts", prompts.path, "--draft-dtype", "q8_0"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.contains("already quantized"), bad.stderr)
+    }
+
+    /// `speculate --draft-head-vocab K --draft-head-vocab-source D` gives a full-head draft a subset head at load
+    /// (FR-Spec, no retraining): the K most frequent targets of D's shards, whose logits are the full head's while
+    /// every other id gets `-inf`; speculation with it runs, exact, and names the head; bad settings exit 2.
+    func testSubsetHeadAtLoadScoresTheRankedIds() throws {
+        let device = CPUDevice()
+        let full = try loadModel(try XCTUnwrap(Self.run).path, device: device)
+        let source = try DataSource(name: "emma", path: try XCTUnwrap(Self.data).path)
+        let ids = HeadVocabulary.rank(shards: source.train, masks: source.trainMasks, k: 64, vocab: full.config.vocabSize)
+        XCTAssertEqual(ids.count, 64)
+        for model in [full, try full.quantized(to: .q8_0, device: device)] {
+            let subset = try model.withSubsetHead(ids)
+            let prompt = full.tokenizer.encode("Emma Woodhouse, handsome, clever, and rich,")
+            func logits(_ m: LoadedModel) throws -> [[Float]] {
+                let engine = try DecoderEngine(config: m.config, weights: m.weights, device: device)
+                let cache = try KVCache(device: device, layers: m.config.layers, slotCount: 1, capacity: prompt.count,
+                                        kvHeads: m.config.kvHeads, headDim: m.config.headDim)
+                let out = try engine.forward([SequenceChunk(slot: 0, tokens: prompt, start: 0)], cache: cache, select: .allRows)
+                return (0..<out.rowCount).map { Array(out.row($0)) }
+            }
+            let a = try logits(subset), b = try logits(model)
+            let kept = Set(ids)
+            for r in 0..<prompt.count {
+                for id in 0..<full.config.vocabSize {
+                    if kept.contains(Int32(id)) {
+                        XCTAssertEqual(a[r][id], b[r][id], accuracy: 1e-5 * max(1, abs(b[r][id])), "\(model.source) row \(r) id \(id)")
+                    } else if a[r][id] != -.infinity {
+                        return XCTFail("\(model.source): row \(r), id \(id) outside the subset has logit \(a[r][id])")
+                    }
+                }
+            }
+            XCTAssertThrowsError(try subset.withSubsetHead(ids), "a second subset head")
+        }
+
+        let prompts = Self.work.appendingPathComponent("subset-prompts.jsonl")
+        try #"{"id": "emma", "set": "text", "prompt": "Emma Woodhouse, handsome, clever, and rich,"}"#.write(
+            to: prompts, atomically: true, encoding: .utf8)
+        let base = ["speculate", "--target", Self.target.path, "--draft", try XCTUnwrap(Self.run).path, "--prompts",
+                    prompts.path, "--max-new-tokens", "16", "--temperature", "0", "--json"]
+        let r = try CLI.run(base + ["--draft-head-vocab", "64", "--draft-head-vocab-source", Self.data.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertTrue((object["draft"] as? String ?? "").contains("head over 64 ids"), "\(object["draft"] ?? "")")
+        let only = try XCTUnwrap((object["prompts"] as? [[String: Any]])?.first)
+        XCTAssertEqual(only["output_ids"] as? [Int], only["plain_output_ids"] as? [Int], "greedy speculation is the target's")
+        for (extra, expected) in [(["--draft-head-vocab", "64"], "go together"),
+                                  (["--draft-head-vocab", "49152", "--draft-head-vocab-source", Self.data.path], "expected 1 to 49151"),
+                                  (["--draft-head-vocab", "8", "--draft-head-vocab-source", "/nonexistent"], "/nonexistent")] {
+            let bad = try CLI.run(base + extra)
+            XCTAssertEqual(bad.status, 2, "\(extra): \(bad.stderr)")
+            XCTAssertTrue(bad.stderr.contains(expected), "\(extra): \(bad.stderr)")
+        }
     }
 
     /// A run started from an export evaluates its first batch with the checkpoint's weights, so its step-1 loss is the
