@@ -167,10 +167,11 @@ public protocol Device: AnyObject, DecodeKernels {
     /// - `.tvd`: `kd = 1/2 (sum_i |p_i - q_i| + |p_rest - q_rest|)`.
     ///
     /// `ceLosses[r]` is the cross-entropy on the data target, `kdLosses[r]` the divergence and
-    /// `losses[r] = (1 - kdWeight) ce + kdWeight kd`. A row whose teacher ids are all -1 (no teacher: replayed raw
-    /// text) takes the cross-entropy alone (`kdLosses[r] = 0`); a negative target ignores the row (all zero).
-    /// Teacher ids must be distinct and in `[0, vocab)` (or the row all -1), log-probs not NaN and not above 0 beyond
-    /// rounding; a violation, or a target `>= vocab`, is an error before anything is written.
+    /// `losses[r] = (1 - kdWeight) ce + kdWeight kd`. A teacher id of -1 marks an absent entry (an id a subset head
+    /// cannot score): it is left out of the sums over i, so its mass is in `p_rest`. A row whose teacher ids are all
+    /// -1 (no teacher: replayed raw text) takes the cross-entropy alone (`kdLosses[r] = 0`); a negative target ignores
+    /// the row (all zero). Present teacher ids must be distinct and in `[0, vocab)`, their log-probs not NaN and not
+    /// above 0 beyond rounding; a violation, or a target `>= vocab`, is an error before anything is written.
     func distillationLossForwardBackward(logits: DevicePointer<Float>, targets: DevicePointer<Int32>,
                                          teacherIds: DevicePointer<Int32>, teacherLogprobs: DevicePointer<Float>,
                                          losses: DevicePointer<Float>, ceLosses: DevicePointer<Float>,

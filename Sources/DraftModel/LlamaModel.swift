@@ -123,8 +123,13 @@ public final class LlamaModel {
         var sums = try headAndLoss(a, distillation: distillation, lossScale: lossScale, backward: true)
         try backwardFromFinalNorm(a, gradientsReady: gradientsReady)
         sums.targets = a.lossTargets
-        if let teacher, distillation != nil {
-            sums.teacherRows = (0..<targets.count).lazy.filter { targets[$0] >= 0 && teacher.ids[$0 * teacher.k] >= 0 }.count
+        if let d = distillation {
+            // Rows whose target the head scores and with at least one teacher entry it scores.
+            let k = d.buffers.k, index = subsetHead?.compact?.index
+            sums.teacherRows = (0..<targets.count).lazy.filter { r in
+                let target = targets[r] < 0 ? -1 : index.map { $0[Int(targets[r])] } ?? targets[r]
+                return target >= 0 && d.ids[(r * k)..<(r * k + k)].contains { $0 >= 0 }
+            }.count
         }
         return sums
     }
@@ -285,14 +290,18 @@ public final class LlamaModel {
     /// The teacher rows on the device for a distillation loss, or nil when every row takes the cross-entropy.
     private func prepareTeacher(_ teacher: TeacherRows?, loss: TokenLoss, rows: Int) throws -> DistillationInputs? {
         guard case let .distillation(divergence, kdWeight) = loss, let teacher else { return nil }
-        // The teacher's top-K ids are vocabulary ids; a subset head's logits are positions in the subset, and the
-        // kernels take every row's K ids as present or the whole row as absent. Until teacher mass outside the subset
-        // is folded into the rest bucket, the two do not combine (the config refuses it first).
-        guard subsetHead?.compact == nil else {
-            throw InputError("a distillation loss with a subset head (model.head_vocab) is not supported")
-        }
         guard teacher.k > 0, teacher.ids.count == rows * teacher.k, teacher.logprobs.count == rows * teacher.k else {
             throw InputError("teacher rows: expected \(rows) x k = \(teacher.k) ids and log-probs, got \(teacher.ids.count) and \(teacher.logprobs.count)")
+        }
+        // The teacher's top-K ids are vocabulary ids and a subset head's logits are positions in the subset: the ids
+        // are mapped there, and one the head lacks becomes an absent entry (-1), its teacher mass joining the rest
+        // bucket of the divergence (the student's mass outside the scored entries).
+        var ids = teacher.ids
+        if let index = subsetHead?.compact?.index {
+            if let bad = ids.firstIndex(where: { Int($0) >= config.vocabSize }) {
+                throw InputError("teacher id \(ids[bad]) at \(bad) is not below model.vocab_size \(config.vocabSize)")
+            }
+            ids = ids.map { $0 < 0 ? -1 : index[Int($0)] }
         }
         if teacherBuffers?.rows != rows || teacherBuffers?.k != teacher.k {
             teacherBuffers?.free(device)
@@ -301,9 +310,9 @@ public final class LlamaModel {
                                                 device: device)
         }
         let buffers = teacherBuffers.unsafelyUnwrapped
-        try teacher.ids.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.ids) }
+        try ids.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.ids) }
         try teacher.logprobs.withUnsafeBufferPointer { try device.copyToDevice($0, buffers.logprobs) }
-        return DistillationInputs(buffers: buffers, divergence: divergence, kdWeight: kdWeight)
+        return DistillationInputs(buffers: buffers, divergence: divergence, kdWeight: kdWeight, ids: ids)
     }
 
     /// LM head and loss in row chunks (cross-entropy, or the distillation loss when `distillation` is given); with
@@ -527,6 +536,8 @@ private struct DistillationInputs {
     let buffers: TeacherBuffers
     let divergence: Divergence
     let kdWeight: Float
+    /// The teacher ids as the kernel sees them: positions in a subset head (-1 where the head lacks the id).
+    let ids: [Int32]
 }
 
 /// The teacher's top-K rows of one micro-batch on the device, `(N, k)`, and the per-row loss terms of one head chunk.

@@ -289,11 +289,6 @@ extension TrainingConfig {
                         throw fail("schedule.stages[\(i)].loss.kd_weight", "a weight in [0, 1], got \(weight)")
                     }
                 }
-                if loss.kind != "ce", let k = model.headVocab, k < model.vocabSize {
-                    // The teacher's top-K are vocabulary ids; folding those outside the subset into the rest bucket
-                    // is not built, so the combination is refused rather than trained wrongly.
-                    throw fail("schedule.stages[\(i)].loss.kind", "'ce' with a subset head (model.head_vocab \(k) < vocab_size \(model.vocabSize)): token-level distillation over a subset head is not supported, got '\(loss.kind)'")
-                }
             }
         }
         if optimizer.name != "adamw" { throw fail("optimizer.name", "'adamw', got '\(optimizer.name)'") }

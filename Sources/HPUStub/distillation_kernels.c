@@ -1,5 +1,5 @@
 /*
- * The stub's token-level distillation loss (HPU_GUID_DISTILLATION_LOSS, ABI 1.2), on host memory. The arithmetic
+ * The stub's token-level distillation loss (HPU_GUID_DISTILLATION_LOSS, ABI 1.2; absent entries since 1.3), on host memory. The arithmetic
  * follows the CPU backend's (Sources/DraftDevice/CPU/CPUDistillationLoss.swift) step for step: float passes over
  * the vocabulary with the shared exp polynomial, per-row scalars in double, so the two backends agree to rounding.
  */
@@ -59,9 +59,13 @@ static void distillation_chunk(void* context, int64_t chunk, int64_t begin, int6
         }
         float target_logit = row[target];
         float max = max_of(row, V);
-        int has_teacher = ids[0] >= 0;
-        if (has_teacher) {
-            for (int64_t i = 0; i < K; i++) logit[i] = row[ids[i]];
+        /* An absent entry (id -1, since ABI 1.3) is teacher mass in the rest bucket; a row without a present one
+         * has no teacher. */
+        int has_teacher = 0;
+        for (int64_t i = 0; i < K; i++) {
+            if (ids[i] < 0) continue;
+            logit[i] = row[ids[i]];
+            has_teacher = 1;
         }
         float sum = exp_in_place(row, V, max);
         double log_sum = (double)logf(sum) + (double)max;
@@ -74,18 +78,22 @@ static void distillation_chunk(void* context, int64_t chunk, int64_t begin, int6
             continue;
         }
         for (int64_t i = 0; i < K; i++) {
+            if (ids[i] < 0) continue;
             q[i] = (double)(row[ids[i]] / sum);
             row[ids[i]] = 0.0f;
         }
         double complement = (double)(sum_of(row, V) / sum);
         double p_sum = 0.0;
-        for (int64_t i = 0; i < K; i++) p_sum += exp((double)lp[i]);
+        for (int64_t i = 0; i < K; i++) {
+            if (ids[i] >= 0) p_sum += exp((double)lp[i]);
+        }
         double p_rest = p_sum < 1.0 ? 1.0 - p_sum : 0.0;
         int live = complement > TINY_MASS;
         double q_rest = live ? complement : TINY_MASS;
         double kd = 0.0, h_sum = 0.0, g_rest = 0.0;
         if (c->divergence == HPU_DIVERGENCE_KL) {
             for (int64_t i = 0; i < K; i++) {
+                if (ids[i] < 0) continue;
                 double l = (double)lp[i], p = exp(l);
                 if (p > 0) kd += p * (l - (logit[i] - log_sum));
                 gradient[i] = -p;
@@ -96,6 +104,7 @@ static void distillation_chunk(void* context, int64_t chunk, int64_t begin, int6
         } else {
             double abs_sum = 0.0;
             for (int64_t i = 0; i < K; i++) {
+                if (ids[i] < 0) continue;
                 double p = exp((double)lp[i]);
                 abs_sum += fabs(p - q[i]);
                 double h = q[i] * 0.5 * sign_of(q[i] - p);
@@ -110,7 +119,9 @@ static void distillation_chunk(void* context, int64_t chunk, int64_t begin, int6
         c->ce_losses[r] = (float)ce;
         c->kd_losses[r] = (float)kd;
         scale_in_place(row, V, c->loss_scale * (float)(w_kd * g_rest - gq) / sum);
-        for (int64_t i = 0; i < K; i++) row[ids[i]] = c->loss_scale * (float)(w_kd * gradient[i] - q[i] * gq);
+        for (int64_t i = 0; i < K; i++) {
+            if (ids[i] >= 0) row[ids[i]] = c->loss_scale * (float)(w_kd * gradient[i] - q[i] * gq);
+        }
         row[target] -= c->loss_scale * (float)w_ce;
     }
 }
@@ -125,20 +136,11 @@ static synStatus check_row(const int32_t* targets, const int32_t* ids, const flo
     }
     const int32_t* row = ids + r * K;
     const float* lp = logprobs + r * K;
-    if (row[0] < 0) {
-        for (int64_t i = 0; i < K; i++) {
-            if (row[i] != -1) {
-                return hpu_fail(synKernelFailed, "%s: row %lld: teacher ids must be all -1 or all in [0, %lld), "
-                                "got %d at %lld with %d at 0", guid, (long long)r, (long long)V, row[i], (long long)i,
-                                row[0]);
-            }
-        }
-        return synSuccess;
-    }
     for (int64_t i = 0; i < K; i++) {
+        if (row[i] == -1) continue; /* absent */
         if (row[i] < 0 || row[i] >= V) {
-            return hpu_fail(synKernelFailed, "%s: row %lld: teacher id %d at %lld is outside the vocabulary of %lld",
-                            guid, (long long)r, row[i], (long long)i, (long long)V);
+            return hpu_fail(synKernelFailed, "%s: row %lld: teacher id %d at %lld is neither -1 (absent) nor in the "
+                            "vocabulary of %lld", guid, (long long)r, row[i], (long long)i, (long long)V);
         }
         for (int64_t j = 0; j < i; j++) {
             if (row[j] == row[i]) {

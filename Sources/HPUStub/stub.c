@@ -19,7 +19,7 @@
  *
  * Test hook, read once by hpuGetPluginApi: HPU_STUB_ABI_MINOR=0 makes the library an ABI 1.0 plugin (its table says
  * 1.0 and the later GUIDs are unknown), so a host's handling of an older plugin is testable without building one;
- * HPU_STUB_ABI_MINOR=2 (or unset) is the current ABI, any other value makes hpuGetPluginApi refuse (return NULL).
+ * HPU_STUB_ABI_MINOR=3 (or unset) is the current ABI, any other value makes hpuGetPluginApi refuse (return NULL).
  */
 #include <errno.h>
 #include <pthread.h>

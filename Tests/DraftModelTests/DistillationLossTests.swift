@@ -181,15 +181,49 @@ final class DistillationLossTests: XCTestCase {
         }
     }
 
+    /// An absent teacher entry (id -1, what a subset head cannot score) is mass in the rest bucket: a row with
+    /// absent entries gives exactly what the same row gives with only its present entries (a smaller K, the
+    /// semantics the PyTorch fixtures pin), and a row with none present is the cross-entropy alone.
+    func testAbsentTeacherEntriesJoinTheRestBucket() throws {
+        let device = CPUDevice(threads: 1)
+        let vocab = 23
+        var random = SplitMix64(seed: 0xAB5E)
+        func run(_ logits: [Float], target: Int32, ids: [Int32], logprobs: [Float], divergence: Divergence,
+                 weight: Float) throws -> [Float] {
+            let dLogits = try device.upload(logits), losses = try device.allocate(Float.self, count: 1)
+            let ce = try device.allocate(Float.self, count: 1), kd = try device.allocate(Float.self, count: 1)
+            try device.distillationLossForwardBackward(
+                logits: dLogits, targets: try device.upload([target]), teacherIds: try device.upload(ids),
+                teacherLogprobs: try device.upload(logprobs), losses: losses, ceLosses: ce, kdLosses: kd, rows: 1,
+                vocab: vocab, topK: ids.count, divergence: divergence, kdWeight: weight, lossScale: 0.5)
+            return try device.download(losses, count: 1) + device.download(ce, count: 1) + device.download(kd, count: 1)
+                + device.download(dLogits, count: vocab)
+        }
+        for (divergence, weight) in [(Divergence.kl, Float(1)), (.tvd, 1), (.kl, 0.4)] {
+            let logits = (0..<vocab).map { _ in Float.random(in: -3...3, using: &random) }
+            let ids: [Int32] = [4, -1, 9, 17, -1], logprobs: [Float] = [-0.9, -1.6, -2.2, -2.9, -3.1]
+            let present = ids.indices.filter { ids[$0] >= 0 }
+            let partial = try run(logits, target: 9, ids: ids, logprobs: logprobs, divergence: divergence, weight: weight)
+            let compact = try run(logits, target: 9, ids: present.map { ids[$0] }, logprobs: present.map { logprobs[$0] },
+                                  divergence: divergence, weight: weight)
+            XCTAssertEqual(partial, compact, "\(divergence) \(weight): absent entries against the present ones alone")
+            XCTAssertGreaterThan(partial[2], 0, "a divergence was taken")
+            let none = try run(logits, target: 9, ids: [-1, -1, -1], logprobs: [-1, -2, -3], divergence: divergence,
+                               weight: weight)
+            XCTAssertEqual(none[2], 0, "no teacher: no divergence")
+            XCTAssertEqual(none[0], none[1], "no teacher: the cross-entropy alone")
+        }
+    }
+
     /// Bad teacher rows are refused before anything is written.
     func testBadTeacherRowsAreRefusedUntouched() throws {
         let device = CPUDevice(threads: 1)
         let vocab = 11, k = 3
         let logits = (0..<vocab).map { Float($0) * 0.1 }
         for (ids, logprobs, target, expected) in [
-            ([Int32(1), 2, 11], [Float(-1), -2, -3], Int32(0), "outside the vocabulary"),
+            ([Int32(1), 2, 11], [Float(-1), -2, -3], Int32(0), "nor in the vocabulary of 11"),
             ([Int32(1), 2, 1], [Float(-1), -2, -3], Int32(0), "appears at 0 and 2"),
-            ([Int32(-1), 2, 3], [Float(-1), -2, -3], Int32(0), "all -1"),
+            ([Int32(-2), 2, 3], [Float(-1), -2, -3], Int32(0), "neither -1 (absent) nor in the vocabulary"),
             ([Int32(1), 2, 3], [Float(-1), .nan, -3], Int32(0), "not a log-probability"),
             ([Int32(1), 2, 3], [Float(-1), 0.5, -3], Int32(0), "not a log-probability"),
             ([Int32(1), 2, 3], [Float(-1), -2, -3], Int32(11), "target id 11"),

@@ -25,8 +25,8 @@ final class HPUDecodeABITests: XCTestCase {
         let entry = unsafeBitCast(symbol, to: hpuGetPluginApi_fn.self)
         let table = try XCTUnwrap(entry(UInt32(HPU_PLUGIN_ABI_MAJOR << 16 | HPU_PLUGIN_ABI_MINOR)))
         api = table.pointee
-        XCTAssertEqual(api.abi_version, UInt32(1 << 16 | 2), "the stub implements ABI 1.2")
-        XCTAssertEqual(api.struct_size, HPUPluginStructSize.v1_0, "1.1 and 1.2 appended no function")
+        XCTAssertEqual(api.abi_version, UInt32(1 << 16 | 3), "the stub implements ABI 1.3")
+        XCTAssertEqual(api.struct_size, HPUPluginStructSize.v1_0, "1.1, 1.2 and 1.3 appended no function")
         let initialized = api.synInitialize!()
         XCTAssertTrue(initialized == synSuccess || initialized == synObjectAlreadyInitialized)
         var count: UInt32 = 0

@@ -35,7 +35,7 @@ final class HPUDecodeVersionTests: XCTestCase {
 
     func testTheStubImplementsTheDecodeKernels() throws {
         let device = try HPUDevice(pluginPath: try builtStubPath(), module: 0)
-        XCTAssertEqual(device.plugin.abiVersion, 1 << 16 | 2)
+        XCTAssertEqual(device.plugin.abiVersion, 1 << 16 | 3)
         XCTAssertTrue(device.plugin.implementsDecodeKernels)
         XCTAssertEqual(HPUPlugin.inferenceABIVersion, 1 << 16 | 1)
     }
@@ -99,7 +99,7 @@ final class HPUDecodeVersionTests: XCTestCase {
         XCTAssertThrowsError(try openStubCopy(named: "hpu-stub-abi-bad", minor: "7", module: 0)) { error in
             guard let error = error as? DeviceError else { return XCTFail("not a DeviceError: \(error)") }
             XCTAssertEqual(error.kind, .plugin)
-            XCTAssertTrue(error.message.contains("refuses ABI version 1.2"), error.message)
+            XCTAssertTrue(error.message.contains("refuses ABI version 1.3"), error.message)
         }
     }
 }

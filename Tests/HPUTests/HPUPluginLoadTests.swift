@@ -84,7 +84,7 @@ final class HPUPluginLoadTests: XCTestCase {
 
     func testPluginRefusingTheHostVersion() throws {
         let path = try fakePlugin("refusing", structSize: "sizeof table", version: "(1u << 16)", returnsNull: true)
-        assertLoadFails(path, containing: "refuses ABI version 1.2")
+        assertLoadFails(path, containing: "refuses ABI version 1.3")
     }
 
     func testNullFunctionInTable() throws {

@@ -39,9 +39,13 @@ final class DistillationTrainingTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: manifest).write(to: directory.appendingPathComponent("manifest.json"))
     }
 
-    private func train(_ fixture: RunFixture, stage: String, sources: String, run: String) throws -> [[String: Any]] {
+    private func train(_ fixture: RunFixture, stage: String, sources: String, run: String,
+                       model: String? = nil) throws -> [[String: Any]] {
         let configURL = try fixture.writeConfig(run)
         var yaml = try String(contentsOf: configURL, encoding: .utf8)
+        if let model {
+            yaml = yaml.replacingOccurrences(of: "max_seq_len: 32}", with: "max_seq_len: 32, \(model)}")
+        }
         yaml = yaml.replacingOccurrences(of: "sources: {code: {path: \(fixture.data.path)}}", with: sources)
         yaml = yaml.replacingOccurrences(of: "stages: [{name: pretrain, tokens: 40960, mixture: {code: 1.0}}]",
                                          with: "stages: [\(stage)]")
@@ -78,6 +82,26 @@ final class DistillationTrainingTests: XCTestCase {
         // Under kl the loss is the divergence itself.
         for step in steps { XCTAssertEqual(step["loss"] as? Double ?? 0, step["kd_loss"] as? Double ?? 1, accuracy: 1e-9) }
         print("kd training: kd_loss \(kd.first!) -> \(kd.last!), ce_loss \(ce.first!) -> \(ce.last!) over 30 steps")
+        XCTAssertLessThan(kd.last!, 0.8 * kd.first!, "kd_loss \(kd.first!) -> \(kd.last!)")
+    }
+
+    /// A subset head over the 20 ids the responses use most: the teacher's top-1 (the response's next byte) is in
+    /// it, its other three entries mostly are not. Those are absent entries, their mass in the rest bucket, so the
+    /// stage trains (it was refused before) and the divergence over what the head can score falls.
+    func testKLStageTrainsASubsetHead() throws {
+        let (fixture, distill) = try fixtureWithDistillData("kd-subset")
+        defer { fixture.remove() }
+        let steps = try train(fixture, stage: "{name: align, tokens: 40960, mixture: {kd: 1.0}, loss: {kind: kl}}",
+                              sources: "sources: {kd: {path: \(distill.path)}}", run: "kl-subset",
+                              model: "head_vocab: 20, head_vocab_source: kd")
+        XCTAssertEqual(steps.count, 30)
+        let kd = steps.compactMap { $0["kd_loss"] as? Double }
+        let coverage = steps.compactMap { $0["head_coverage"] as? Double }
+        XCTAssertEqual(kd.count, 30)
+        XCTAssertTrue(kd.allSatisfy { $0.isFinite && $0 > 0 }, "\(kd)")
+        XCTAssertTrue(coverage.allSatisfy { $0 > 0.9 }, "the head holds the response bytes: \(coverage)")
+        XCTAssertTrue(steps.allSatisfy { ($0["kd_rows"] as? Double ?? 0) > 0.9 }, "rows with a scored teacher entry")
+        print("kd training, subset head: kd_loss \(kd.first!) -> \(kd.last!) over 30 steps")
         XCTAssertLessThan(kd.last!, 0.8 * kd.first!, "kd_loss \(kd.first!) -> \(kd.last!)")
     }
 

@@ -27,6 +27,9 @@ extension CPUDevice {
         let weights = DistillationRow.Weights(kd: Double(kdWeight))
         parallelChunks(rows, threads: threads, grain: 1) { _, range in
             var teacher = [DistillationRow.Entry](repeating: .init(), count: topK)
+            // A row's present entries (id >= 0): their ids and log-probs, compacted; absent ones (-1) are mass in the
+            // rest bucket.
+            var presentIds = [Int32](repeating: 0, count: topK), presentLogprobs = [Float](repeating: 0, count: topK)
             for r in range {
                 let row = logits + r * vocab
                 let target = Int(targets[r])
@@ -35,13 +38,16 @@ extension CPUDevice {
                     row.update(repeating: 0, count: vocab)
                     continue
                 }
-                let rowIds = ids + r * topK, rowLogprobs = logprobs + r * topK
+                var present = 0
+                for i in 0..<topK where ids[r * topK + i] >= 0 {
+                    presentIds[present] = ids[r * topK + i]
+                    presentLogprobs[present] = logprobs[r * topK + i]
+                    present += 1
+                }
                 let targetLogit = row[target]
                 let maximum = rowMax(row, length: vocab)
-                let hasTeacher = rowIds[0] >= 0
-                if hasTeacher {
-                    for i in 0..<topK { teacher[i].logit = row[Int(rowIds[i])] }
-                }
+                let hasTeacher = present > 0
+                for i in 0..<present { teacher[i].logit = row[Int(presentIds[i])] }
                 let sum = expInPlace(row, length: vocab, shift: maximum)
                 let logSum = Double(log(sum)) + Double(maximum)
                 let ce = logSum - Double(targetLogit)
@@ -51,19 +57,24 @@ extension CPUDevice {
                     row[target] -= lossScale
                     continue
                 }
-                for i in 0..<topK {
-                    let id = Int(rowIds[i])
+                for i in 0..<present {
+                    let id = Int(presentIds[i])
                     teacher[i].q = Double(row[id] / sum)
                     row[id] = 0
                 }
                 let complement = Double(rowSum(row, length: vocab) / sum)
-                let terms = DistillationRow.terms(teacher: &teacher, logprobs: rowLogprobs, logSum: logSum,
-                                                  complement: complement, divergence: divergence, weights: weights)
+                let terms = presentLogprobs.withUnsafeBufferPointer { rowLogprobs in
+                    teacher.withUnsafeMutableBufferPointer { entries in
+                        DistillationRow.terms(teacher: entries.prefix(present), logprobs: rowLogprobs.baseAddress!,
+                                              logSum: logSum, complement: complement, divergence: divergence,
+                                              weights: weights)
+                    }
+                }
                 losses[r] = Float(weights.ce * ce + weights.kd * terms.kd)
                 ceLosses[r] = Float(ce)
                 kdLosses[r] = Float(terms.kd)
                 scaleInPlace(row, length: vocab, by: lossScale * Float(terms.complementFactor) / sum)
-                for i in 0..<topK { row[Int(rowIds[i])] = lossScale * Float(teacher[i].gradient) }
+                for i in 0..<present { row[Int(presentIds[i])] = lossScale * Float(teacher[i].gradient) }
                 row[target] -= lossScale * Float(weights.ce)
             }
         }
@@ -95,15 +106,12 @@ enum DistillationRow {
     static func problem(target: Int32, ids: UnsafePointer<Int32>, logprobs: UnsafePointer<Float>, topK: Int,
                         vocab: Int) -> String? {
         if Int(target) >= vocab { return "target id \(target) is outside the vocabulary of \(vocab)" }
-        if ids[0] < 0 {
-            for i in 0..<topK where ids[i] != -1 {
-                return "teacher ids must be all -1 (no teacher) or all in [0, \(vocab)), got \(ids[i]) at \(i) with \(ids[0]) at 0"
-            }
-            return nil
-        }
         for i in 0..<topK {
             let id = ids[i]
-            if id < 0 || Int(id) >= vocab { return "teacher id \(id) at \(i) is outside the vocabulary of \(vocab)" }
+            if id == -1 { continue }  // absent: its teacher mass is in the rest bucket
+            if id < 0 || Int(id) >= vocab {
+                return "teacher id \(id) at \(i) is neither -1 (absent) nor in the vocabulary of \(vocab)"
+            }
             for j in 0..<i where ids[j] == id { return "teacher id \(id) appears at \(j) and \(i)" }
             let l = logprobs[i]
             if l.isNaN || l > logprobSlack { return "teacher log-prob \(l) at \(i) is not a log-probability" }
@@ -115,8 +123,10 @@ enum DistillationRow {
     /// and `complement` the student's mass outside the top-K. Fills each entry's `gradient` and returns `kd` and
     /// `complementFactor`, the gradient of an entry outside the top-K divided by its `q_j` (the target's `-ce weight`
     /// aside).
-    static func terms(teacher: inout [Entry], logprobs: UnsafePointer<Float>, logSum: Double, complement: Double,
-                      divergence: Divergence, weights: Weights) -> (kd: Double, complementFactor: Double) {
+    static func terms(teacher: Slice<UnsafeMutableBufferPointer<Entry>>, logprobs: UnsafePointer<Float>,
+                      logSum: Double, complement: Double, divergence: Divergence,
+                      weights: Weights) -> (kd: Double, complementFactor: Double) {
+        var teacher = teacher
         let k = teacher.count
         var pSum = 0.0
         for i in 0..<k { pSum += exp(Double(logprobs[i])) }

@@ -57,13 +57,18 @@ extern "C" {
  *   HpuPluginApi did not grow (kernels are launched by GUID), so its struct_size is still 1.0's; a host tells a 1.0
  *   plugin by abi_version alone and must not launch a 1.1 GUID on it (a 1.0 plugin answers synUnsupported).
  * - 1.2: the token-level distillation loss (one new GUID); struct_size still 1.0's.
+ * - 1.3: the distillation loss takes absent teacher entries (id -1 beside present ones: a subset LM head's student
+ *   cannot score them, so their mass joins the rest bucket). Input 1.2 refused is now defined; valid 1.2 input means
+ *   what it did. A 1.2 plugin refuses such rows itself (synKernelFailed, naming the row).
  * ------------------------------------------------------------------------------------------------------------- */
 #define HPU_PLUGIN_ABI_MAJOR 1
-#define HPU_PLUGIN_ABI_MINOR 2
+#define HPU_PLUGIN_ABI_MINOR 3
 /* The first MINOR with the decode kernels: what inference needs of a plugin, whatever MINOR the host has. */
 #define HPU_PLUGIN_ABI_MINOR_DECODE 1
 /* The first MINOR with the distillation loss: what a stage with a KD loss needs of a plugin. */
 #define HPU_PLUGIN_ABI_MINOR_DISTILLATION 2
+/* The first MINOR whose distillation loss takes absent teacher entries (id -1 beside present ones). */
+#define HPU_PLUGIN_ABI_MINOR_ABSENT_TEACHER_IDS 3
 #define HPU_PLUGIN_ABI_VERSION ((HPU_PLUGIN_ABI_MAJOR << 16) | HPU_PLUGIN_ABI_MINOR)
 #define HPU_PLUGIN_ABI_VERSION_MAJOR(version) (((uint32_t)(version)) >> 16)
 #define HPU_PLUGIN_ABI_VERSION_MINOR(version) (((uint32_t)(version)) & 0xFFFFu)
@@ -271,9 +276,10 @@ typedef struct HpuCrossEntropyParams { int64_t rows, vocab; float lossScale; uin
  * top-K, FLT_MIN). divergence HPU_DIVERGENCE_KL: kd = sum_i p_i (l_i - log q_i) + p_rest (log p_rest - log q_rest)
  * (0 log 0 = 0); HPU_DIVERGENCE_TVD: kd = 1/2 (sum_i |p_i - q_i| + |p_rest - q_rest|). ce = the cross-entropy on
  * the target; losses[r] = (1 - kdWeight) ce + kdWeight kd, ceLosses[r] = ce, kdLosses[r] = kd, and logits[r] is
- * overwritten by lossScale * d(losses[r])/d(logits[r]). A row whose ids are all -1 has no teacher: ce alone
+ * overwritten by lossScale * d(losses[r])/d(logits[r]). An id of -1 marks an absent entry (since 1.3): it is left out
+ * of the sums over i, so its teacher mass is in p_rest; a row whose ids are all -1 has no teacher: ce alone
  * (kdLosses 0). A negative target ignores the row (zeros). Validated before anything is written (synKernelFailed):
- * target < vocab; ids all -1 or distinct and in [0, vocab); log-probs not NaN and <= 1e-3. Params: topK >= 1,
+ * target < vocab; each id -1 or in [0, vocab), present ids distinct; present log-probs not NaN and <= 1e-3. Params: topK >= 1,
  * kdWeight in [0, 1], divergence one of the two.
  * Tensors: logits (rows * vocab), targets (i32, rows), teacherIds (i32, rows * topK), teacherLogprobs
  * (rows * topK), losses, ceLosses, kdLosses (rows each). */
