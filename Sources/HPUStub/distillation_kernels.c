@@ -136,8 +136,26 @@ static synStatus check_row(const int32_t* targets, const int32_t* ids, const flo
     }
     const int32_t* row = ids + r * K;
     const float* lp = logprobs + r * K;
+    if (hpu_served_minor() < HPU_PLUGIN_ABI_MINOR_ABSENT_TEACHER_IDS && row[0] < 0) {
+        for (int64_t i = 0; i < K; i++) {
+            if (row[i] != -1) {
+                return hpu_fail(synKernelFailed, "%s: row %lld: teacher ids must be all -1 or all in [0, %lld) in "
+                                "ABI 1.%d, got %d at %lld with -1 at 0 (absent entries beside present ones need 1.%d)",
+                                guid, (long long)r, (long long)V, hpu_served_minor(), row[i], (long long)i,
+                                HPU_PLUGIN_ABI_MINOR_ABSENT_TEACHER_IDS);
+            }
+        }
+        return synSuccess;
+    }
     for (int64_t i = 0; i < K; i++) {
-        if (row[i] == -1) continue; /* absent */
+        if (row[i] == -1) {
+            if (hpu_served_minor() < HPU_PLUGIN_ABI_MINOR_ABSENT_TEACHER_IDS) {
+                return hpu_fail(synKernelFailed, "%s: row %lld: teacher id -1 at %lld beside present ones: ABI 1.%d "
+                                "takes none (absent entries need 1.%d)", guid, (long long)r, (long long)i,
+                                hpu_served_minor(), HPU_PLUGIN_ABI_MINOR_ABSENT_TEACHER_IDS);
+            }
+            continue; /* absent */
+        }
         if (row[i] < 0 || row[i] >= V) {
             return hpu_fail(synKernelFailed, "%s: row %lld: teacher id %d at %lld is neither -1 (absent) nor in the "
                             "vocabulary of %lld", guid, (long long)r, row[i], (long long)i, (long long)V);

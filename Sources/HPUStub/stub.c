@@ -19,7 +19,9 @@
  *
  * Test hook, read once by hpuGetPluginApi: HPU_STUB_ABI_MINOR=0 makes the library an ABI 1.0 plugin (its table says
  * 1.0 and the later GUIDs are unknown), so a host's handling of an older plugin is testable without building one;
- * HPU_STUB_ABI_MINOR=3 (or unset) is the current ABI, any other value makes hpuGetPluginApi refuse (return NULL).
+ * HPU_STUB_ABI_MINOR=2 makes it a 1.2 plugin (its distillation loss refuses absent teacher entries beside present
+ * ones, as 1.2 defined); HPU_STUB_ABI_MINOR=3 (or unset) is the current ABI, any other value makes hpuGetPluginApi
+ * refuse (return NULL).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -653,10 +655,10 @@ static void read_served_minor(void) {
     if (!text || !*text) return;
     char* end = NULL;
     long minor = strtol(text, &end, 10);
-    g_served_minor = *end == '\0' && (minor == 0 || minor == HPU_PLUGIN_ABI_MINOR) ? (int)minor : -1;
+    g_served_minor = *end == '\0' && (minor == 0 || minor == 2 || minor == HPU_PLUGIN_ABI_MINOR) ? (int)minor : -1;
 }
 
-static int served_minor(void) {
+int hpu_served_minor(void) {
     pthread_once(&g_minor_once, read_served_minor);
     return g_served_minor;
 }
@@ -1066,9 +1068,9 @@ static synStatus stub_launch(synStreamHandle stream, const char* guid, const voi
             break;
         }
     }
-    if (!kernel || kernel->minor > (uint32_t)served_minor()) {
+    if (!kernel || kernel->minor > (uint32_t)hpu_served_minor()) {
         return hpu_fail(synUnsupported, "synLaunchKernel: unknown kernel GUID \"%.64s\" (this plugin serves ABI %d.%d)",
-                        guid, HPU_PLUGIN_ABI_MAJOR, served_minor());
+                        guid, HPU_PLUGIN_ABI_MAJOR, hpu_served_minor());
     }
     if (!params || params_size != kernel->params_size) {
         return hpu_fail(synInvalidArgument, "%s: params must be %zu bytes, got %zu%s", kernel->guid,
@@ -1121,6 +1123,14 @@ static const HpuPluginApi k_api = {
     STUB_API_FUNCTIONS
 };
 
+/* What HPU_STUB_ABI_MINOR=2 serves: the same functions, presented as 1.2. */
+static const HpuPluginApi k_api_1_2 = {
+    .struct_size = HPU_PLUGIN_API_STRUCT_SIZE_CURRENT,
+    .abi_version = (HPU_PLUGIN_ABI_MAJOR << 16) | 2,
+    .reserved = 0,
+    STUB_API_FUNCTIONS
+};
+
 /* What HPU_STUB_ABI_MINOR=0 serves: the same functions, presented as 1.0 (whose table has the same size). */
 static const HpuPluginApi k_api_1_0 = {
     .struct_size = HPU_PLUGIN_API_STRUCT_SIZE_1_0,
@@ -1134,8 +1144,9 @@ _Static_assert(sizeof(HpuGemmParams) <= 64 && sizeof(HpuAdamWParams) <= 64 && si
 
 __attribute__((visibility("default"))) const HpuPluginApi* hpuGetPluginApi(uint32_t abi_version) {
     if (HPU_PLUGIN_ABI_VERSION_MAJOR(abi_version) != HPU_PLUGIN_ABI_MAJOR) return NULL;
-    switch (served_minor()) {
+    switch (hpu_served_minor()) {
     case 0: return &k_api_1_0;
+    case 2: return &k_api_1_2;
     case HPU_PLUGIN_ABI_MINOR: return &k_api;
     default: return NULL;
     }

@@ -53,6 +53,8 @@ void hpu_adamw(float* params, const float* grads, float* m, float* v, const HpuA
 
 /* ---- Distillation loss (distillation_kernels.c, ABI 1.2) ----
  * Validates the targets, teacher ids and log-probs (synKernelFailed, before writing). */
+/* The ABI MINOR this library presents (HPU_STUB_ABI_MINOR; see stub.c): kernels keep an older MINOR's validation. */
+int hpu_served_minor(void);
 synStatus hpu_distillation_loss(float* logits, const int32_t* targets, const int32_t* ids, const float* logprobs,
                                 float* losses, float* ceLosses, float* kdLosses, const HpuDistillationLossParams* p);
 

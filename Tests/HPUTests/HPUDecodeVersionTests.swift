@@ -40,6 +40,31 @@ final class HPUDecodeVersionTests: XCTestCase {
         XCTAssertEqual(HPUPlugin.inferenceABIVersion, 1 << 16 | 1)
     }
 
+    /// A 1.2 plugin (the stub under `HPU_STUB_ABI_MINOR=2`) has the distillation loss as 1.2 defined it: rows with
+    /// a teacher or without one, but an absent entry (-1) beside present ones, which a subset head's KD stage makes,
+    /// is refused naming the row and the MINOR that takes it, with nothing written.
+    func testAnABI12PluginRefusesAbsentTeacherEntries() throws {
+        let device = try openStubCopy(named: "hpu-stub-abi-1-2", minor: "2", module: 2)
+        XCTAssertEqual(device.plugin.abiVersion, 1 << 16 | 2)
+        let vocab = 11, logits = (0..<vocab).map { Float($0) * 0.1 }
+        func run(_ ids: [Int32]) throws -> [Float] {
+            let dLogits = try device.upload(logits), losses = try device.upload([Float(7)])
+            let ce = try device.allocate(Float.self, count: 1), kd = try device.allocate(Float.self, count: 1)
+            try device.distillationLossForwardBackward(
+                logits: dLogits, targets: try device.upload([Int32(2)]), teacherIds: try device.upload(ids),
+                teacherLogprobs: try device.upload([Float(-1), -2, -3]), losses: losses, ceLosses: ce, kdLosses: kd,
+                rows: 1, vocab: vocab, topK: 3, divergence: .kl, kdWeight: 1, lossScale: 1)
+            return try device.download(losses, count: 1)
+        }
+        XCTAssertGreaterThan(try run([1, 2, 3])[0], 0, "a full teacher row")
+        XCTAssertGreaterThan(try run([-1, -1, -1])[0], 0, "a row without a teacher: the cross-entropy")
+        for ids: [Int32] in [[1, -1, 3], [-1, 2, 3]] {
+            XCTAssertThrowsError(try run(ids), "\(ids)") { error in
+                XCTAssertTrue("\(error)".contains("row 0") && "\(error)".contains("need 1.3"), "\(error)")
+            }
+        }
+    }
+
     func testAnABI10PluginTrainsButRefusesInference() throws {
         let device = try openStubCopy(named: "hpu-stub-abi-1-0", minor: "0", module: 3)
         let path = device.plugin.path
