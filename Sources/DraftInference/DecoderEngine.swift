@@ -26,7 +26,8 @@ public enum LogitSelection: Sendable {
 }
 
 /// Logits of the rows a forward was asked for, on the host: `rowCount` rows of `vocab`, valid until the engine's
-/// next forward (the buffer is reused, so steady-state decoding allocates nothing per token).
+/// next forward or its release (the buffer is the engine's and is reused, so steady-state decoding allocates nothing
+/// per token). Copy rows out before letting the engine go: a value of this type does not keep it alive.
 public struct ForwardLogits {
     public let vocab: Int
     public let rowCount: Int
