@@ -93,6 +93,7 @@ let package = Package(
         .testTarget(name: "DraftCheckpointTests", dependencies: ["DraftCheckpoint", "DraftModel", "DraftDevice"]),
         .testTarget(name: "DraftDistillTests", dependencies: ["DraftDistill", "DraftData", "DraftInference", "DraftTokenizer"]),
         .testTarget(name: "HPUTests", dependencies: ["HPUPluginABI", "DraftDevice"]),
+        .testTarget(name: "DraftDeviceTests", dependencies: ["DraftDevice"]),
         .testTarget(name: "SwiftDraftCLITests",
                     dependencies: ["DraftTraining", "DraftData", "DraftDistill", "DraftCheckpoint", "DraftModel", "DraftDevice",
                                    "DraftDistributed", "DraftFormats", "DraftInference", "DraftTokenizer"],

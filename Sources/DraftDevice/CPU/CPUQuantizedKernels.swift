@@ -10,6 +10,15 @@ let quantizedPanelCrossover: Int = {
     return 16
 }()
 
+/// Weight bytes times activation rows under which a fused product runs on one thread
+/// (`SWIFTDRAFT_QUANT_SINGLE_THREAD_BYTES` overrides it, for sweeps).
+let quantizedSingleThreadBytes: Int = {
+    if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_SINGLE_THREAD_BYTES"], let n = Int(value), n >= 0 {
+        return n
+    }
+    return 1 << 15
+}()
+
 /// Weight rows dequantized per fp32 panel of the large-m product: at most about 1 MiB of fp32 (a core's L2), a
 /// multiple of 16 rows, and as many panels as a multiple of `threads` of equal size. Wide panels matter, since every
 /// `sgemm` call packs all `m` activation rows again; equal ones too, since the threads split the panels: 576 rows in
@@ -101,11 +110,11 @@ extension CPUDevice {
         let units = (rows + 3) / 4
         let data = weight.data
         let type = weight.type
-        // Below about 512 KiB of weight bytes times activation rows a second thread costs more to wake than it
-        // saves. At batch 1 that keeps a draft's layer products (192 x 512 in Q8_0: 102 KiB) and SmolLM2's attention
-        // products (576 x 576 in Q4_1: 207 KiB) on one: decode steps 15% (draft) and 11% (SmolLM2) shorter, medians
-        // of 5 alternated runs against two threads throughout; 256 KiB gained the draft as much, SmolLM2 nothing.
-        let threadCount = rows * rowBytes * m < 1 << 19 ? 1 : threads
+        // Below about 32 KiB of weight bytes times activation rows a second thread costs more to start than it saves.
+        // With Dispatch's workers that bound was 512 KiB (waking one took tens of microseconds); with the spinning
+        // `WorkerTeam` every product of SmolLM2 and of the drafts pays on two threads: SmolLM2's layer products per
+        // decode step (`quant-bench --threads 2`, alternated) 7.1 ms at 0 or 32 KiB against 8.8 ms at 512 KiB.
+        let threadCount = rows * rowBytes * m < quantizedSingleThreadBytes ? 1 : threads
         parallelChunks(units, threads: threadCount, grain: 8) { _, range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { scratch in
                 let permList: [UnsafePointer<Float>] = (0..<m).map { UnsafePointer(perms + $0 * columns) }
