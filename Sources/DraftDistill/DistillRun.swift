@@ -215,7 +215,7 @@ public final class DistillRun {
         if resuming { try writeManifest(complete: false, prompts: prompts.kept, filtered: prompts.filtered, records: log.records, shards: nil) }
         if !done.isEmpty { self.log("distill: resuming, \(done.count) of \(jobKeys.count) responses already in responses.jsonl") }
 
-        var progress = Progress(total: jobKeys.count, done: done.count, log: self.log, warmup: min(request.batch, jobs.count))
+        var progress = DistillProgress(total: jobKeys.count, done: done.count, log: self.log, warmup: min(request.batch, jobs.count))
         try target.answer(jobs, maxNewTokens: request.maxNewTokens, batch: request.batch, topK: request.topK) { answer in
             let key = jobKeys[answer.index]
             let prompt = byID[key.promptID]!
@@ -267,7 +267,7 @@ public final class DistillRun {
                        seed: DistillRequest.seed(request.seed, promptID: "magpie-\($0)", temperature: 1))
         }
         var instructions = [DistillAnswer?](repeating: nil, count: n)
-        var progress = Progress(total: n, done: 0, log: log, what: "instructions", warmup: min(request.batch, n))
+        var progress = DistillProgress(total: n, done: 0, log: log, what: "instructions", warmup: min(request.batch, n))
         try target.answer(jobs, maxNewTokens: request.maxNewTokens, batch: request.batch, topK: nil) {
             instructions[$0.index] = $0
             progress.finished(tokens: $0.ids.count)
@@ -341,50 +341,77 @@ public final class DistillRun {
 /// `batch` of them have been generating for a while: a rate over the whole run would start near zero and an ETA near
 /// days. So the rate and the ETA are taken from the moment `warmup` responses (one batch) have finished, when
 /// responses finish as fast as they are made; until then the line says they are coming.
-struct Progress {
-    let total: Int
-    var done: Int
+/// The progress line of a distill run: responses done, tokens, tokens/s and an ETA.
+///
+/// Responses finish in waves (a batch of `warmup` sequences starts together, and with continuous batching they keep
+/// finishing a few at a time), so a rate over the last few finished responses swings wildly: right after a wave the
+/// tokens of a whole batch land at once, right before one almost nothing does. The rate is therefore taken over this
+/// run's whole time, tokens of finished responses over seconds since the run started, and shown only once a first
+/// wave (`warmup` responses) has finished; before that every response of the run is still in flight and no rate means
+/// anything. The ETA is the time per finished response so far times the responses left.
+public struct DistillProgress {
+    public let total: Int
+    public private(set) var done: Int
     let log: (String) -> Void
-    var what = "responses"
+    let what: String
     let warmup: Int
-    let start = DispatchTime.now().uptimeNanoseconds
-    var tokens = 0
-    var finishedHere = 0
-    var lastReport: UInt64 = 0
-    /// Time, tokens and responses when the warm-up ended.
-    var steady: (time: UInt64, tokens: Int, finished: Int)?
+    let clock: () -> UInt64
+    let start: UInt64
+    public private(set) var tokens = 0
+    public private(set) var finishedHere = 0
+    var lastReport: UInt64?
 
-    init(total: Int, done: Int, log: @escaping (String) -> Void, what: String = "responses", warmup: Int = 1) {
+    /// `done` responses were already in the output when this run started; `clock` gives nanoseconds (monotonic).
+    public init(total: Int, done: Int, log: @escaping (String) -> Void, what: String = "responses", warmup: Int = 1,
+                clock: @escaping () -> UInt64 = { DispatchTime.now().uptimeNanoseconds }) {
         self.total = total
         self.done = done
         self.log = log
         self.what = what
         self.warmup = max(1, warmup)
+        self.clock = clock
+        start = clock()
     }
 
-    var seconds: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+    var seconds: Double { Double(clock() - start) / 1e9 }
 
-    mutating func finished(tokens count: Int) {
+    /// Tokens per second of this run so far, once a first wave has finished.
+    public var rate: Double? {
+        finishedHere >= warmup ? Double(tokens) / max(seconds, 1e-9) : nil
+    }
+
+    /// Seconds until every response is done at this run's pace so far, once a first wave has finished.
+    public var eta: Double? {
+        finishedHere >= warmup ? Double(total - done) * seconds / Double(finishedHere) : nil
+    }
+
+    /// Records one finished response of `count` tokens; prints at most one line every 2 s (and always the last).
+    public mutating func finished(tokens count: Int) {
         done += 1
         finishedHere += 1
         tokens += count
-        let now = DispatchTime.now().uptimeNanoseconds
-        if steady == nil && finishedHere >= warmup { steady = (now, tokens, finishedHere) }
-        guard now - lastReport > 2_000_000_000 || done == total else { return }
+        let now = clock()
+        if let last = lastReport, now - last < 2_000_000_000, done < total { return }
         lastReport = now
-        if let steady, finishedHere > steady.finished {
-            let elapsed = Double(now - steady.time) / 1e9
-            let eta = Double(total - done) * elapsed / Double(finishedHere - steady.finished)
-            log(String(format: "distill: %d/%d %@, %d tokens, %.1f tokens/s, ETA %.0fs", done, total, what, tokens,
-                       Double(tokens - steady.tokens) / max(elapsed, 1e-9), eta))
+        if let rate, let eta {
+            log(String(format: "distill: %d/%d %@, %d tokens, %.1f tokens/s, ETA %@", done, total, what, tokens, rate,
+                       Self.duration(eta)))
         } else {
             log(String(format: "distill: %d/%d %@, %d tokens (rate and ETA once %d responses of this run are done)",
-                       done, total, what, tokens, warmup + 1))
+                       done, total, what, tokens, warmup))
         }
     }
 
     func summary() {
         log(String(format: "distill: %d %@ made in this run, %d target tokens in %.2fs: %.1f tokens/s", finishedHere,
                    what, tokens, seconds, Double(tokens) / max(seconds, 1e-9)))
+    }
+
+    /// `1h02m`, `3m20s`, `45s`.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return "\(s)s"
     }
 }
