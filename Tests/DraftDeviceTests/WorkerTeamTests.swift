@@ -51,13 +51,15 @@ final class WorkerTeamTests: XCTestCase {
         }
     }
 
+    /// Devices on several threads at once (each its own: a device's allocation table is not for concurrent use), all
+    /// sharing the process's one team.
     func testCallersOnSeveralThreadsAtOnce() throws {
-        let device = CPUDevice(threads: 2)
         let callers = 4
         var failures = [String?](repeating: nil, count: callers)
         failures.withUnsafeMutableBufferPointer { failures in
             DispatchQueue.concurrentPerform(iterations: callers) { caller in
                 do {
+                    let device = CPUDevice(threads: 2)
                     let (a, b) = inputs(Float(caller))
                     let pa = try device.upload(a), pb = try device.upload(b)
                     let out = try device.allocate(Float.self, count: count)
