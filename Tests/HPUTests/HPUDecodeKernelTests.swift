@@ -56,12 +56,15 @@ final class HPUDecodeKernelTests: XCTestCase {
 
     /// The CPU backend's kernel against the same reference: head dimensions 64, 128 and 48 take its 16-lane path (48
     /// leaves a register of each pass unused), 20 its plain loops, and the lengths end in each remainder of its
-    /// 4-key blocks.
+    /// 4-key blocks. The last two cases have fewer (row, KV head) tasks than twice the threads, so each task's
+    /// positions are split between the threads (a row at position 0 leaves one part empty).
     func testCPUAttentionOverCacheMatchesReference() throws {
         try attentionOverCacheMatchesReference(on: CPUDevice(threads: 2), extraCases: [
             (rows: 11, heads: 9, kvHeads: 3, headDim: 64, capacity: 203, slotCount: 5),
             (rows: 4, heads: 4, kvHeads: 1, headDim: 128, capacity: 70, slotCount: 2),
             (rows: 6, heads: 6, kvHeads: 3, headDim: 48, capacity: 33, slotCount: 2),
+            (rows: 2, heads: 9, kvHeads: 1, headDim: 64, capacity: 700, slotCount: 2),
+            (rows: 2, heads: 4, kvHeads: 1, headDim: 20, capacity: 900, slotCount: 1),
         ])
     }
 

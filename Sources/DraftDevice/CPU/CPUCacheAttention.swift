@@ -1,3 +1,5 @@
+import Foundation
+
 /// One KV head's cached keys and values for one sequence, and the two products of attention over them for the query
 /// heads that share it: scores `q_h · k_t` and the weighted sum `Σ_t p_h[t] v_t`.
 ///
@@ -88,6 +90,100 @@ struct CacheHead {
                 if width > 32 { storeLanes(o2, o + d + 32) }
                 if width > 48 { storeLanes(o3, o + d + 48) }
                 d += width
+            }
+        }
+    }
+}
+
+/// Where one call of attention over the cache reads and writes: the task (query row, KV head) to its cached rows,
+/// queries and outputs.
+struct CacheAttentionGeometry {
+    let q: UnsafeMutablePointer<Float>
+    let kCache: UnsafeMutablePointer<Float>
+    let vCache: UnsafeMutablePointer<Float>
+    let out: UnsafeMutablePointer<Float>
+    let slots: UnsafeMutablePointer<Int32>
+    let positions: UnsafeMutablePointer<Int32>
+    let kvHeads: Int
+    let group: Int
+    let headDim: Int
+    let capacity: Int
+    let scale: Float
+
+    var kvStride: Int { kvHeads * headDim }
+    var qStride: Int { kvHeads * group * headDim }
+
+    /// KV head `kvHead` of row `row`'s sequence over the cached positions `range`.
+    func head(row: Int, kvHead: Int, positions range: Range<Int>) -> CacheHead {
+        let base = (Int(slots[row]) * capacity + range.lowerBound) * kvStride + kvHead * headDim
+        return CacheHead(keys: kCache + base, values: vCache + base, stride: kvStride, length: range.count,
+                         headDim: headDim)
+    }
+
+    func queries(row: Int, kvHead: Int) -> UnsafePointer<Float> {
+        UnsafePointer(q + row * qStride + kvHead * group * headDim)
+    }
+
+    func outputs(row: Int, kvHead: Int) -> UnsafeMutablePointer<Float> {
+        out + row * qStride + kvHead * group * headDim
+    }
+
+    /// Attention for few (row, KV head) tasks, each task's positions cut into `parts` equal runs so that the threads
+    /// share the work evenly: at batch-1 decode SmolLM2's 3 KV heads split 2:1 over two threads, and attention after
+    /// a 512-token prompt is a fifth of a decode step. Each run keeps its own maximum `m_p`, sum `s_p` of
+    /// `exp(score - m_p)` and unnormalised weighted values `o_p`; the output is `Σ_p e^(m_p - M) o_p / Σ_p e^(m_p - M)
+    /// s_p` with `M = max m_p`: the same softmax, its terms summed in another order (float rounding apart, the
+    /// one-run result).
+    func splitOverPositions(rows: Int, parts: Int, threads: Int) {
+        let units = rows * kvHeads * parts
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: units * group * headDim)
+        let maxima = UnsafeMutablePointer<Float>.allocate(capacity: units * group)
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: units * group)
+        defer { partial.deallocate(); maxima.deallocate(); sums.deallocate() }
+        parallelChunks(units, threads: threads, grain: 1) { _, range in
+            var longest = 0
+            for unit in range { longest = max(longest, (Int(positions[unit / (kvHeads * parts)]) + parts) / parts) }
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * max(longest, 1))
+            defer { scores.deallocate() }
+            for unit in range {
+                let task = unit / parts, part = unit % parts
+                let r = task / kvHeads, g = task % kvHeads
+                let length = Int(positions[r]) + 1
+                let span = (length * part / parts)..<(length * (part + 1) / parts)
+                let o = partial + unit * group * headDim
+                guard !span.isEmpty else {
+                    for h in 0..<group { maxima[unit * group + h] = -.infinity; sums[unit * group + h] = 0 }
+                    o.update(repeating: 0, count: group * headDim)
+                    continue
+                }
+                let head = self.head(row: r, kvHead: g, positions: span)
+                head.scores(queries: queries(row: r, kvHead: g), heads: group, scale: scale, into: scores)
+                for h in 0..<group {
+                    let row = scores + h * span.count
+                    let maximum = rowMax(row, length: span.count)
+                    maxima[unit * group + h] = maximum
+                    sums[unit * group + h] = expInPlace(row, length: span.count, shift: maximum)
+                }
+                head.weightedValues(weights: scores, heads: group, into: o)
+            }
+        }
+        for task in 0..<(rows * kvHeads) {
+            let output = outputs(row: task / kvHeads, kvHead: task % kvHeads)
+            for h in 0..<group {
+                var top = -Float.infinity
+                for part in 0..<parts { top = max(top, maxima[(task * parts + part) * group + h]) }
+                var total: Float = 0
+                let o = output + h * headDim
+                o.update(repeating: 0, count: headDim)
+                for part in 0..<parts {
+                    let unit = task * parts + part
+                    let weight = maxima[unit * group + h] == -.infinity ? 0 : exp(maxima[unit * group + h] - top)
+                    total += weight * sums[unit * group + h]
+                    let source = partial + (unit * group + h) * headDim
+                    for d in 0..<headDim { o[d] += weight * source[d] }
+                }
+                let inverse = 1 / total
+                for d in 0..<headDim { o[d] *= inverse }
             }
         }
     }

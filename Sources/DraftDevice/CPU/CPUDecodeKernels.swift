@@ -6,7 +6,8 @@ import Foundation
 /// Attention over the cache runs one task per (query row, KV head): the query heads sharing a KV head read each cached
 /// key and value row once for the whole group, which is what bounds decode (the cache is read, not computed on).
 /// Softmax is two passes over a per-task score buffer (scores, then `exp` and the weighted sum of values), exact to
-/// float rounding like the training kernel.
+/// float rounding like the training kernel. With fewer tasks than twice the threads (batch-1 decode) each task's
+/// positions are split between the threads instead (`CacheAttentionGeometry.splitOverPositions`).
 extension CPUDevice {
     public func rotaryEmbedding(x: DevicePointer<Float>, positions: DevicePointer<Int32>, cos: DevicePointer<Float>,
                                 sin: DevicePointer<Float>, rows: Int, heads: Int, headDim: Int,
@@ -66,10 +67,17 @@ extension CPUDevice {
         let group = heads / kvHeads
         let qStride = heads * headDim, kvStride = kvHeads * headDim
         let scale = 1 / Float(headDim).squareRoot()
-        // Below about 64k multiply-adds a second thread costs more to wake than it saves (batch-1 decode of a draft).
+        // Below about 64k multiply-adds a second thread costs more to start than it saves (batch-1 decode of a draft).
         var work = 0
         for r in 0..<rows { work += (Int(positions[r]) + 1) * heads * headDim }
         let threadCount = work < 1 << 16 ? 1 : threads
+        let geometry = CacheAttentionGeometry(q: q, kCache: kCache, vCache: vCache, out: out, slots: slots,
+                                              positions: positions, kvHeads: kvHeads, group: group,
+                                              headDim: headDim, capacity: capacity, scale: scale)
+        if threadCount > 1 && rows * kvHeads < 2 * threadCount {
+            geometry.splitOverPositions(rows: rows, parts: threadCount, threads: threadCount)
+            return
+        }
         parallelChunks(rows * kvHeads, threads: threadCount, grain: 1) { _, tasks in
             // Scores of the group's heads over the longest row of this chunk.
             var longest = 0
@@ -78,20 +86,15 @@ extension CPUDevice {
             defer { scores.deallocate() }
             for task in tasks {
                 let r = task / kvHeads, g = task % kvHeads
-                let length = Int(positions[r]) + 1
-                let slotBase = Int(slots[r]) * capacity * kvStride + g * headDim
-                let head = CacheHead(keys: kCache + slotBase, values: vCache + slotBase, stride: kvStride,
-                                     length: length, headDim: headDim)
-                let queries = q + r * qStride + g * group * headDim
-                let outputs = out + r * qStride + g * group * headDim
-                head.scores(queries: queries, heads: group, scale: scale, into: scores)
+                let head = geometry.head(row: r, kvHead: g, positions: 0..<(Int(positions[r]) + 1))
+                head.scores(queries: geometry.queries(row: r, kvHead: g), heads: group, scale: scale, into: scores)
                 for h in 0..<group {
-                    let row = scores + h * length
-                    let maximum = rowMax(row, length: length)
-                    let sum = expInPlace(row, length: length, shift: maximum)
-                    scaleInPlace(row, length: length, by: 1 / sum)
+                    let row = scores + h * head.length
+                    let maximum = rowMax(row, length: head.length)
+                    let sum = expInPlace(row, length: head.length, shift: maximum)
+                    scaleInPlace(row, length: head.length, by: 1 / sum)
                 }
-                head.weightedValues(weights: scores, heads: group, into: outputs)
+                head.weightedValues(weights: scores, heads: group, into: geometry.outputs(row: r, kvHead: g))
             }
         }
     }
