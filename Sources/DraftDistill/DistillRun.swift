@@ -335,13 +335,8 @@ public final class DistillRun {
     }
 }
 
-/// Responses done / total, target tokens per second and an ETA on stderr, at most every two seconds.
-///
-/// Tokens are counted when their response finishes, and a batched run finishes its first responses only after all
-/// `batch` of them have been generating for a while: a rate over the whole run would start near zero and an ETA near
-/// days. So the rate and the ETA are taken from the moment `warmup` responses (one batch) have finished, when
-/// responses finish as fast as they are made; until then the line says they are coming.
-/// The progress line of a distill run: responses done, tokens, tokens/s and an ETA.
+/// The progress line of a distill run on stderr, at most every two seconds: responses done, tokens, tokens/s and an
+/// ETA.
 ///
 /// Responses finish in waves (a batch of `warmup` sequences starts together, and with continuous batching they keep
 /// finishing a few at a time), so a rate over the last few finished responses swings wildly: right after a wave the

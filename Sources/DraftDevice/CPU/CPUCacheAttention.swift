@@ -128,13 +128,14 @@ struct CacheAttentionGeometry {
         out + row * qStride + kvHead * group * headDim
     }
 
-    /// Attention for few (row, KV head) tasks, each task's positions cut into `parts` equal runs so that the threads
+    /// Attention for few (row, KV head) tasks, each task's positions cut into one run per thread so that the threads
     /// share the work evenly: at batch-1 decode SmolLM2's 3 KV heads split 2:1 over two threads, and attention after
     /// a 512-token prompt is a fifth of a decode step. Each run keeps its own maximum `m_p`, sum `s_p` of
     /// `exp(score - m_p)` and unnormalised weighted values `o_p`; the output is `Σ_p e^(m_p - M) o_p / Σ_p e^(m_p - M)
     /// s_p` with `M = max m_p`: the same softmax, its terms summed in another order (float rounding apart, the
     /// one-run result).
-    func splitOverPositions(rows: Int, parts: Int, threads: Int) {
+    func splitOverPositions(rows: Int, threads: Int) {
+        let parts = threads
         let units = rows * kvHeads * parts
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: units * group * headDim)
         let maxima = UnsafeMutablePointer<Float>.allocate(capacity: units * group)

@@ -65,7 +65,6 @@ extension CPUDevice {
         try CPUDecodeKernelsValidation.positions(positions, count: rows, below: capacity,
                                                  kernel: "attention_over_cache")
         let group = heads / kvHeads
-        let qStride = heads * headDim, kvStride = kvHeads * headDim
         let scale = 1 / Float(headDim).squareRoot()
         // Below about 64k multiply-adds a second thread costs more to start than it saves (batch-1 decode of a draft).
         var work = 0
@@ -75,7 +74,7 @@ extension CPUDevice {
                                               positions: positions, kvHeads: kvHeads, group: group,
                                               headDim: headDim, capacity: capacity, scale: scale)
         if threadCount > 1 && rows * kvHeads < 2 * threadCount {
-            geometry.splitOverPositions(rows: rows, parts: threadCount, threads: threadCount)
+            geometry.splitOverPositions(rows: rows, threads: threadCount)
             return
         }
         parallelChunks(rows * kvHeads, threads: threadCount, grain: 1) { _, tasks in
