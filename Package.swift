@@ -56,7 +56,9 @@ let package = Package(
         .target(name: "DraftErrors"),
         // File formats: GGUF, safetensors, ggml's quantized block types.
         .target(name: "DraftFormats", dependencies: ["DraftErrors"]),
-        .target(name: "DraftDevice", dependencies: ["CBLAS", "HPUPluginABI", "DraftFormats", "DraftErrors"],
+        // Integer kernels for quantized weights times 8-bit activations (AVX-512 VNNI, chosen at run time).
+        .target(name: "CQuantDot", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "DraftDevice", dependencies: ["CBLAS", "CQuantDot", "HPUPluginABI", "DraftFormats", "DraftErrors"],
                 swiftSettings: deviceOptimised),
         .target(name: "DraftModel", dependencies: ["DraftDevice", "DraftFormats", "DraftErrors"], swiftSettings: optimised),
         .target(name: "DraftTokenizer", dependencies: ["DraftFormats", "DraftErrors",

@@ -110,7 +110,7 @@ final class QuantizedKernelTests: XCTestCase {
 
     // MARK: Helpers
 
-    let device = CPUDevice(threads: 2)
+    let device = CPUDevice(threads: 2, quantizedActivations: .exact)
 
     func upload(_ values: [Float]) throws -> DevicePointer<Float> {
         let p = try device.allocate(Float.self, count: values.count)
@@ -220,6 +220,94 @@ final class QuantizedKernelTests: XCTestCase {
             }
             XCTAssertLessThan(worst, 2e-6, "\(type.name) \(rows)x\(columns) m=\(m)")
             device.free(xp); device.free(yp)
+        }
+    }
+
+    /// The integer products (`.int8`, `.int16`) against a reference written here: activations quantized per block of
+    /// 32 (d = max|x| / 127 or / 32767, q rounded to nearest-even), integer dots of the weights' quants, scaled in
+    /// double. Also bounds the distance to the exact product by what the quantized activations can lose (half a step
+    /// of d per element), and checks that the threads' split leaves every result bit-identical.
+    func testIntegerLinearMatchesIntegerReference() throws {
+        guard integerKernelsAvailable else { throw XCTSkip("this CPU has no AVX-512 VNNI: the products stay exact") }
+        for (mode, levels) in [(QuantizedActivations.int8, Float(127)), (.int16, 32767)] {
+            try checkIntegerLinear(mode, levels: levels)
+        }
+    }
+
+    private func checkIntegerLinear(_ mode: QuantizedActivations, levels: Float) throws {
+        let device2 = CPUDevice(threads: 2, quantizedActivations: mode)
+        let serial = CPUDevice(threads: 1, quantizedActivations: mode)
+        XCTAssertEqual(device2.quantizedActivations, mode)
+        func u8(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) }
+        func half(_ b: [UInt8], _ i: Int) -> Double {
+            Double(Float(Float16(bitPattern: UInt16(b[i]) | UInt16(b[i + 1]) << 8)))
+        }
+        for type in [GGMLType.q4_0, .q4_1, .q8_0] {
+            for columns in [96, 576] {
+                for rows in [13, 130] {
+                    let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: UInt64(rows + columns))
+                    let w = Self.reference(type, bytes, elements: rows * columns)
+                    let rowBytes = columns / 32 * type.blockBytes
+                    // m = 7 runs a group of 4 rows and one of 3.
+                    for m in [1, 2, 3, 4, 7] {
+                        var rng = SplitMix(UInt64(m * 31 + rows))
+                        var x = (0..<(m * columns)).map { _ in (rng.unit() - 0.5) * 2 }
+                        for c in 0..<32 { x[c] = 0 }  // an all-zero block: d = 0
+                        let xp = try upload(x)
+                        let yp = try device2.allocate(Float.self, count: m * rows)
+                        let ys = try serial.allocate(Float.self, count: m * rows)
+                        try bytes.withUnsafeBytes { raw in
+                            let matrix = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
+                            try device2.quantizedLinear(x: xp, weight: matrix, y: yp, m: m)
+                            try serial.quantizedLinear(x: xp, weight: matrix, y: ys, m: m)
+                        }
+                        let y = try download(yp, count: m * rows), ySerial = try download(ys, count: m * rows)
+                        XCTAssertEqual(y, ySerial, "\(mode) \(type.name) m=\(m): 1 and 2 threads differ")
+                        var worstReference = 0.0, worstBound = 0.0
+                        for i in 0..<m {
+                            // The activation row's blocks as the kernel quantizes them.
+                            var q = [Int](repeating: 0, count: columns), d = [Double](repeating: 0, count: columns / 32)
+                            for b in 0..<(columns / 32) {
+                                let block = x[(i * columns + b * 32)..<(i * columns + b * 32 + 32)]
+                                let top = block.map { abs($0) }.max()!
+                                let inverse: Float = top > 0 ? levels / top : 0
+                                d[b] = Double(top / levels)
+                                for (k, v) in block.enumerated() { q[b * 32 + k] = Int((v * inverse).rounded(.toNearestOrEven)) }
+                            }
+                            for r in 0..<rows {
+                                var reference = 0.0, magnitude = 0.0, exact = 0.0, loss = 0.0
+                                for b in 0..<(columns / 32) {
+                                    let p = r * rowBytes + b * type.blockBytes
+                                    var dot = 0, sum = 0
+                                    for j in 0..<32 {
+                                        let wq: Int
+                                        switch type {
+                                        case .q8_0: wq = Int(Int8(bitPattern: bytes[p + 2 + j]))
+                                        case .q4_0: wq = (j < 16 ? u8(bytes, p + 2 + j) & 15 : u8(bytes, p + 2 + j - 16) >> 4) - 8
+                                        default: wq = j < 16 ? u8(bytes, p + 4 + j) & 15 : u8(bytes, p + 4 + j - 16) >> 4
+                                        }
+                                        dot += wq * q[b * 32 + j]
+                                        sum += q[b * 32 + j]
+                                        let c = b * 32 + j
+                                        let product = Double(w[r * columns + c]) * Double(x[i * columns + c])
+                                        exact += product
+                                        magnitude += abs(product)
+                                        loss += abs(Double(w[r * columns + c])) * d[b] / 2
+                                    }
+                                    reference += half(bytes, p) * d[b] * Double(dot)
+                                    if type == .q4_1 { reference += half(bytes, p + 2) * d[b] * Double(sum) }
+                                }
+                                let got = Double(y[i * rows + r])
+                                worstReference = max(worstReference, abs(got - reference) / max(magnitude, 1e-30))
+                                worstBound = max(worstBound, abs(got - exact) / (loss + 1e-6 * magnitude))
+                            }
+                        }
+                        XCTAssertLessThan(worstReference, 1e-6, "\(mode) \(type.name) \(rows)x\(columns) m=\(m): against its reference")
+                        XCTAssertLessThanOrEqual(worstBound, 1, "\(mode) \(type.name) \(rows)x\(columns) m=\(m): past the quantization bound")
+                        device2.free(xp); device2.free(yp); serial.free(ys)
+                    }
+                }
+            }
         }
     }
 

@@ -24,8 +24,15 @@ final class SmolLM2RealTargetTests: XCTestCase {
 
     /// Greedy 64-token continuations of 5 prompts (text, story, code, two chats through the GGUF's template) equal
     /// transformers' token for token; the top-2 logit margins along the way are printed (transformers' smallest: 0.016).
+    /// Both with exact products and with the 16-bit activations that decode runs on by default (8-bit ones, as
+    /// llama.cpp's, flip close choices: the France chat answers "L'Étoile" with them).
     func testGreedyContinuationsMatchTransformers() throws {
-        let device = CPUDevice()
+        for mode in [QuantizedActivations.exact, .int16] where mode == .exact || integerKernelsAvailable {
+            try checkGreedyContinuations(CPUDevice(quantizedActivations: mode))
+        }
+    }
+
+    private func checkGreedyContinuations(_ device: CPUDevice) throws {
         let model = try loadTarget(device)
         let template = try ChatTemplate(template: try XCTUnwrap(model.chatTemplate, "the GGUF's chat template"))
         let engine = try DecoderEngine(config: model.config, weights: model.weights, device: device)
@@ -61,9 +68,9 @@ final class SmolLM2RealTargetTests: XCTestCase {
                 if stops.contains(Int32(best)) { break }
                 chunk = SequenceChunk(slot: 0, tokens: [Int32(best)], start: prompt.count + output.count - 1)
             }
-            XCTAssertEqual(output, Array(expected.prefix(output.count)), "\(id): greedy continuation")
+            XCTAssertEqual(output, Array(expected.prefix(output.count)), "\(id), \(device.quantizedActivations): greedy continuation")
             let minMargin = margins.min() ?? 0
-            print("SmolLM2 \(id): \(output.count) greedy tokens \(output == Array(expected.prefix(output.count)) ? "identical" : "DIFFERENT"), min top-2 margin \(String(format: "%.4f", minMargin)) (transformers \(String(format: "%.4f", g["min_margin"] as? Double ?? .nan))): \(model.tokenizer.decode(output).prefix(60).debugDescription)")
+            print("SmolLM2 \(id) (\(device.quantizedActivations) activations): \(output.count) greedy tokens \(output == Array(expected.prefix(output.count)) ? "identical" : "DIFFERENT"), min top-2 margin \(String(format: "%.4f", minMargin)) (transformers \(String(format: "%.4f", g["min_margin"] as? Double ?? .nan))): \(model.tokenizer.decode(output).prefix(60).debugDescription)")
         }
     }
 

@@ -5,15 +5,22 @@ import Foundation
 /// `threads` cores. Device pointers are host addresses; everything runs synchronously in issue order.
 public final class CPUDevice: Device {
     public let threads: Int
+    /// How the small-m quantized products of inference treat their activations.
+    public let quantizedActivations: QuantizedActivations
     public private(set) var bytesAllocated: Int = 0
     private var allocationSizes: [UInt64: Int] = [:]
 
-    public init(threads: Int? = nil) {
+    public init(threads: Int? = nil, quantizedActivations: QuantizedActivations = .configured) {
         self.threads = threads ?? configuredThreadCount()
+        self.quantizedActivations = !integerKernelsAvailable ? .exact
+            : quantizedActivations
         openblas_set_num_threads(Int32(self.threads))
     }
 
-    public var name: String { "cpu (\(threads) thread\(threads == 1 ? "" : "s"), OpenBLAS \(blasCore))" }
+    public var name: String {
+        "cpu (\(threads) thread\(threads == 1 ? "" : "s"), OpenBLAS \(blasCore), \(quantizedActivations.rawValue) "
+            + "quantized activations)"
+    }
 
     private var blasCore: String {
         guard let core = openblas_get_corename() else { return "" }

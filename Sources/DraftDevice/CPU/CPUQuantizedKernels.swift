@@ -50,10 +50,16 @@ extension CPUDevice {
             sgemm(false, true, m, weight.rows, weight.columns, 1, x, weight.columns,
                   weight.data.assumingMemoryBound(to: Float.self), weight.columns, 0, y, weight.rows)
         } else {
+            let kernel = integerKernelType(weight.type)
             var start = 0
             while start < m {
                 let count = min(4, m - start)
-                fusedProduct(x: x + start * weight.columns, weight: weight, y: y + start * weight.rows, m: count)
+                if let kernel {
+                    integerProduct(x: x + start * weight.columns, weight: weight, kernel: kernel,
+                                y: y + start * weight.rows, m: count)
+                } else {
+                    fusedProduct(x: x + start * weight.columns, weight: weight, y: y + start * weight.rows, m: count)
+                }
                 start += count
             }
         }

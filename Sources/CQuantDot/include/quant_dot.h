@@ -1,0 +1,58 @@
+#ifndef SWIFTDRAFT_QUANT_DOT_H
+#define SWIFTDRAFT_QUANT_DOT_H
+/*
+ * Integer products of ggml block-quantized weights with 8-bit quantized activations (llama.cpp's way of running a
+ * decode step), for the small-m products of inference: decode (one row per sequence) and speculative verification
+ * (a few rows). Each activation row is quantized in blocks of 32: scale d = max|x| / 127, q = x / d rounded to
+ * nearest (ties to even). A weight block's dot with it is then one integer dot product (AVX-512 VNNI `vpdpbusd`)
+ * scaled once, where the exact path converts every weight to float.
+ *
+ * Every function except `sd_int8_dot_available` needs a CPU for which it returned true.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Weight block types with an integer kernel (ggml's layouts, `ggml-common.h`). */
+typedef enum {
+    SD_INT8_Q4_0 = 0, /**< 18-byte blocks: f16 d, 16 bytes of nibbles; value d * (q - 8). */
+    SD_INT8_Q4_1 = 1, /**< 20-byte blocks: f16 d, f16 m, 16 bytes of nibbles; value d * q + m. */
+    SD_INT8_Q8_0 = 2, /**< 34-byte blocks: f16 d, 32 signed bytes; value d * q. */
+} sd_int8_weight_type;
+
+/** True when this CPU has AVX-512 F/BW/VL/VNNI, FMA and F16C (checked once, at run time). */
+bool sd_int8_dot_available(void);
+
+/**
+ * Quantizes `blocks * 32` floats of `x` into `qs` (`blocks * 32` bytes), the block scales `d` and the blocks' sums
+ * of quants `sums` (the integer corrections of Q4_0, Q4_1 and Q8_0 use them). An all-zero block gets d = 0.
+ */
+void sd_int8_quantize_row(const float *x, int64_t blocks, int8_t *qs, float *d, int32_t *sums);
+
+/**
+ * `y[i * y_stride + r]` = dot(weight row r, activation row i) for r in [row_begin, row_end) and i < m (1...4).
+ * `w` is the matrix's first row, `row_bytes` apart; activation row i is `qs + i * blocks * 32`, `d + i * blocks`,
+ * `sums + i * blocks` as written by `sd_int8_quantize_row`.
+ */
+void sd_int8_product(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks,
+                     int64_t row_begin, int64_t row_end, const int8_t *qs, const float *d, const int32_t *sums,
+                     int m, float *y, int64_t y_stride);
+
+/**
+ * As `sd_int8_quantize_row` with 16-bit quants: d = max|x| / 32767. The error per element is 1/258 of the 8-bit
+ * one, small enough that a model's greedy output matches the exact product's.
+ */
+void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, float *d, int32_t *sums);
+
+/** As `sd_int8_product` with 16-bit activations from `sd_int16_quantize_row` (`vpdpwssd`). */
+void sd_int16_product(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks,
+                      int64_t row_begin, int64_t row_end, const int16_t *qs, const float *d, const int32_t *sums,
+                      int m, float *y, int64_t y_stride);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,100 @@
+import CQuantDot
+import DraftFormats
+import Foundation
+
+/// How the CPU backend's small-m products with Q4_0, Q4_1 and Q8_0 weights (decode, speculative verification) treat
+/// their activations. The integer modes need AVX-512 VNNI; elsewhere the products stay exact.
+public enum QuantizedActivations: String, Sendable, CaseIterable {
+    /// fp32 activations against exactly dequantized weights: the reference, what `transformers` computes from a GGUF.
+    case exact
+    /// Activations quantized to 16 bits per block of 32, integer dot products (`vpdpwssd`): an error per element of
+    /// 1/65534 of the block's largest, so greedy output matches the exact product's (the SmolLM2 tests run on it).
+    case int16
+    /// Activations quantized to 8 bits per block of 32 (`vpdpbusd`), as llama.cpp runs a decode step: the fewest
+    /// instructions per weight, and logits within about 0.25 of the exact ones on SmolLM2 (enough to flip a close
+    /// greedy choice).
+    case int8
+
+    /// `SWIFTDRAFT_QUANT_ACTIVATIONS` (`exact`, `int16` or `int8`), else `.int16` where the CPU runs it.
+    public static var configured: QuantizedActivations {
+        if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_ACTIVATIONS"],
+           let mode = QuantizedActivations(rawValue: value) {
+            return mode
+        }
+        return integerKernelsAvailable ? .int16 : .exact
+    }
+}
+
+/// Whether this CPU has the integer kernels' instructions (AVX-512 F/BW/VL/VNNI), checked once.
+public let integerKernelsAvailable: Bool = sd_int8_dot_available()
+
+/// Activation rows quantized for the integer kernels: per row `blocks * 32` quants of 8 or 16 bits, and per block
+/// its scale and the sum of its quants.
+private struct IntegerActivations {
+    let bits: Int
+    let quants: UnsafeMutableRawPointer
+    let scales: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Int32>
+
+    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int) {
+        let blocks = columns / 32
+        self.bits = bits
+        quants = .allocate(byteCount: rows * columns * bits / 8, alignment: 64)
+        scales = .allocate(capacity: rows * blocks)
+        sums = .allocate(capacity: rows * blocks)
+        for i in 0..<rows {
+            if bits == 8 {
+                sd_int8_quantize_row(x + i * columns, Int64(blocks),
+                                     quants.assumingMemoryBound(to: Int8.self) + i * columns,
+                                     scales + i * blocks, sums + i * blocks)
+            } else {
+                sd_int16_quantize_row(x + i * columns, Int64(blocks),
+                                      quants.assumingMemoryBound(to: Int16.self) + i * columns,
+                                      scales + i * blocks, sums + i * blocks)
+            }
+        }
+    }
+
+    func deallocate() {
+        quants.deallocate()
+        scales.deallocate()
+        sums.deallocate()
+    }
+}
+
+extension CPUDevice {
+    /// The integer kernels' name for `type`, when this device runs integer activations and has a kernel for it.
+    func integerKernelType(_ type: GGMLType) -> sd_int8_weight_type? {
+        guard quantizedActivations != .exact else { return nil }
+        switch type {
+        case .q4_0: return SD_INT8_Q4_0
+        case .q4_1: return SD_INT8_Q4_1
+        case .q8_0: return SD_INT8_Q8_0
+        default: return nil
+        }
+    }
+
+    /// Up to 4 activation rows, quantized once, against every weight row; the threads split the rows in groups of 4
+    /// (each result depends on its row alone, so the split never changes a bit).
+    func integerProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, kernel: sd_int8_weight_type,
+                        y: UnsafeMutablePointer<Float>, m: Int) {
+        let rows = weight.rows, rowBytes = weight.rowBytes, blocks = weight.columns / 32
+        let bits = quantizedActivations == .int8 ? 8 : 16
+        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits)
+        defer { activations.deallocate() }
+        let units = (rows + 3) / 4
+        let threadCount = rows * rowBytes * m < quantizedSingleThreadBytes ? 1 : threads
+        parallelChunks(units, threads: threadCount, grain: 8) { _, range in
+            let begin = Int64(range.lowerBound * 4), end = Int64(min(range.upperBound * 4, rows))
+            if bits == 8 {
+                sd_int8_product(kernel, weight.data, Int64(rowBytes), Int64(blocks), begin, end,
+                                activations.quants.assumingMemoryBound(to: Int8.self), activations.scales,
+                                activations.sums, Int32(m), y, Int64(rows))
+            } else {
+                sd_int16_product(kernel, weight.data, Int64(rowBytes), Int64(blocks), begin, end,
+                                 activations.quants.assumingMemoryBound(to: Int16.self), activations.scales,
+                                 activations.sums, Int32(m), y, Int64(rows))
+            }
+        }
+    }
+}
