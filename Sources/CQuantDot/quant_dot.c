@@ -18,6 +18,13 @@ bool sd_int8_dot_available(void) {
 }
 
 #define SD_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+/*
+ * How far ahead the kernels prefetch: the same block 8 rows on (two groups of 4). A group's 4 rows are short streams
+ * (360 bytes for a 576-column Q4_1 row) read side by side, too short for the hardware prefetcher to learn; without
+ * this, one thread read SmolLM2's weights at about 7 GB/s against 27 GB/s for a plain read (layers' products per
+ * decode step on 2 threads, quant-bench: 6.0 ms without, 3.6 / 3.4 / 3.5 ms at 4 / 8 / 16 rows).
+ */
+#define SD_PREFETCH_ROWS 8
 #define SD_INLINE static inline __attribute__((always_inline)) SD_VNNI
 
 SD_INLINE float sd_half(const uint8_t *p) {
@@ -96,6 +103,7 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
         }
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + r * row_bytes + b * block_bytes;
+            _mm_prefetch((const char *)(p + SD_PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
             const float dw = sd_half(p);
             __m256i wv;
             if (type == SD_INT8_Q8_0) {
@@ -176,6 +184,7 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
         }
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + r * row_bytes + b * block_bytes;
+            _mm_prefetch((const char *)(p + SD_PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
             const float dw = sd_half(p);
             __m512i wv;
             if (type == SD_INT8_Q8_0) {
