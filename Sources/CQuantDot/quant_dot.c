@@ -71,6 +71,26 @@ SD_VNNI void sd_int8_quantize_row(const float *x, int64_t blocks, int8_t *qs, fl
 }
 
 /*
+ * Q4_1's minimum term, the sum over blocks of m_w * d_x * sum(q_x), for R rows and M activation rows: a second short
+ * pass over rows just read (in L1), so that the main loop keeps every register for its accumulators (with 16 running
+ * minimums beside them the 4 x 4 kernels spilled to the stack).
+ */
+SD_INLINE void sd_q4_1_minimums(int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks, const float *d,
+                                const int32_t *sums, float minimums[4][4]) {
+    for (int r = 0; r < R; r++) {
+        for (int i = 0; i < M; i++) minimums[r][i] = 0;
+    }
+    for (int64_t b = 0; b < blocks; b++) {
+        float sx[4];
+        for (int i = 0; i < M; i++) sx[i] = d[i * blocks + b] * (float)sums[i * blocks + b];
+        for (int r = 0; r < R; r++) {
+            const float mw = sd_half(w + r * row_bytes + b * 20 + 2);
+            for (int i = 0; i < M; i++) minimums[r][i] += mw * sx[i];
+        }
+    }
+}
+
+/*
  * R consecutive weight rows (1 or 4) against M activation rows (1...4), every block: `vpdpbusd` multiplies unsigned
  * weight bytes by signed activation bytes, so the weights enter as unsigned (Q4 nibbles as they are, Q8_0 bytes
  * offset by 128) and the offset comes back exactly, as an integer in lane 0 of the accumulator the dot starts from:
@@ -82,21 +102,16 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
     const __m256i sign_flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[4][4];
-    float minimums[4][4];
     for (int r = 0; r < R; r++) {
-        for (int i = 0; i < M; i++) {
-            acc[r][i] = _mm256_setzero_ps();
-            minimums[r][i] = 0;
-        }
+        for (int i = 0; i < M; i++) acc[r][i] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < blocks; b++) {
         __m256i xv[4], start[4];
-        float dx[4], sx[4];
+        float dx[4];
         for (int i = 0; i < M; i++) {
             xv[i] = _mm256_loadu_si256((const __m256i *)(qs + (i * blocks + b) * 32));
             dx[i] = d[i * blocks + b];
             const int32_t s = sums[i * blocks + b];
-            sx[i] = dx[i] * (float)s;
             start[i] = type == SD_INT8_Q4_0   ? _mm256_setr_epi32(-8 * s, 0, 0, 0, 0, 0, 0, 0)
                        : type == SD_INT8_Q8_0 ? _mm256_setr_epi32(-128 * s, 0, 0, 0, 0, 0, 0, 0)
                                               : _mm256_setzero_si256();
@@ -113,14 +128,14 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
                 const __m128i q = _mm_loadu_si128((const __m128i *)(p + (type == SD_INT8_Q4_1 ? 4 : 2)));
                 wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low_nibbles);
             }
-            const float mw = type == SD_INT8_Q4_1 ? sd_half(p + 2) : 0.0f;
             for (int i = 0; i < M; i++) {
                 const __m256i dot = _mm256_dpbusd_epi32(start[i], wv, xv[i]);
                 acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw * dx[i]), acc[r][i]);
-                if (type == SD_INT8_Q4_1) minimums[r][i] += mw * sx[i];
             }
         }
     }
+    float minimums[4][4] = {{0}};
+    if (type == SD_INT8_Q4_1) sd_q4_1_minimums(R, M, w, row_bytes, blocks, d, sums, minimums);
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < M; i++) y[i * y_stride + r] = sd_hsum(acc[r][i]) + minimums[r][i];
     }
@@ -156,31 +171,25 @@ SD_VNNI void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, 
 }
 
 /*
- * As `sd_rows`, with 16-bit activations: the block's 32 weights widen to 16 bits and `vpdpwssd` (signed 16 x 16,
- * pairs summed into 32 bits) takes the whole block in one 512-bit step. Every partial sum stays below 2^24, so its
- * conversion to float is exact. Q4_0's -8 * sum(q) enters lane 0 as before; Q8_0 needs no offset (both signed).
+ * As `sd_rows`, with 16-bit activations: the block's 32 weights widen to signed 16 bits (Q4_0's q - 8 included) and
+ * `vpdpwssd` (signed 16 x 16, pairs summed into 32 bits) takes the whole block in one 512-bit step, no offsets to
+ * correct. Every partial sum stays below 2^24, so its conversion to float is exact.
  */
 SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                          const int16_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
     const int64_t block_bytes = type == SD_INT8_Q4_0 ? 18 : type == SD_INT8_Q4_1 ? 20 : 34;
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+    const __m512i eight = _mm512_set1_epi16(8);
     __m512 acc[4][4];
-    float minimums[4][4];
     for (int r = 0; r < R; r++) {
-        for (int i = 0; i < M; i++) {
-            acc[r][i] = _mm512_setzero_ps();
-            minimums[r][i] = 0;
-        }
+        for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < blocks; b++) {
-        __m512i xv[4], start[4];
-        float dx[4], sx[4];
+        __m512i xv[4];
+        float dx[4];
         for (int i = 0; i < M; i++) {
             xv[i] = _mm512_loadu_si512((const void *)(qs + (i * blocks + b) * 32));
             dx[i] = d[i * blocks + b];
-            const int32_t s = sums[i * blocks + b];
-            sx[i] = dx[i] * (float)s;
-            start[i] = type == SD_INT8_Q4_0 ? _mm512_maskz_set1_epi32(1, -8 * s) : _mm512_setzero_si512();
         }
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + r * row_bytes + b * block_bytes;
@@ -192,15 +201,16 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
             } else {
                 const __m128i q = _mm_loadu_si128((const __m128i *)(p + (type == SD_INT8_Q4_1 ? 4 : 2)));
                 wv = _mm512_cvtepu8_epi16(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low_nibbles));
+                if (type == SD_INT8_Q4_0) wv = _mm512_sub_epi16(wv, eight);
             }
-            const float mw = type == SD_INT8_Q4_1 ? sd_half(p + 2) : 0.0f;
             for (int i = 0; i < M; i++) {
-                const __m512i dot = _mm512_dpwssd_epi32(start[i], wv, xv[i]);
+                const __m512i dot = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wv, xv[i]);
                 acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(dw * dx[i]), acc[r][i]);
-                if (type == SD_INT8_Q4_1) minimums[r][i] += mw * sx[i];
             }
         }
     }
+    float minimums[4][4] = {{0}};
+    if (type == SD_INT8_Q4_1) sd_q4_1_minimums(R, M, w, row_bytes, blocks, d, sums, minimums);
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < M; i++) y[i * y_stride + r] = _mm512_reduce_add_ps(acc[r][i]) + minimums[r][i];
     }
