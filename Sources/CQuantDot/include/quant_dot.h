@@ -16,6 +16,9 @@
 extern "C" {
 #endif
 
+/** A read prefetch into L1, for the Swift kernels (Swift has no prefetch of its own). */
+static inline void sd_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /** Weight block types with an integer kernel (ggml's layouts, `ggml-common.h`). */
 typedef enum {
     SD_INT8_Q4_0 = 0, /**< 18-byte blocks: f16 d, 16 bytes of nibbles; value d * (q - 8). */

@@ -5,6 +5,8 @@
 // mantissa of 2^23. The activations are rearranged once per product so that lane `k` of every step meets the
 // activation of the weight it holds: no shuffles in the inner loop, and the weights never leave registers as floats.
 
+import CQuantDot
+
 // Accumulations use `addingProduct`, which lowers to one fused multiply-add (Swift never contracts `a += b * c`).
 
 /// Lane-by-lane float from small non-negative integers (< 2^23): the mantissa trick, two vector instructions
@@ -12,6 +14,17 @@
 @inline(__always)
 private func smallIntegers(_ bits: SIMD16<UInt32>) -> SIMD16<Float> {
     unsafeBitCast(bits | 0x4B00_0000, to: SIMD16<Float>.self) - 8_388_608
+}
+
+/// Prefetches block `offset` of the 4 rows 8 rows ahead (two groups): the rows are streams too short for the hardware
+/// prefetcher (see `SD_PREFETCH_ROWS` in quant_dot.c).
+@inline(__always)
+private func prefetchAhead(_ p: UnsafeRawPointer, _ rowBytes: Int) {
+    let ahead = p + 8 * rowBytes
+    sd_prefetch(ahead)
+    sd_prefetch(ahead + rowBytes)
+    sd_prefetch(ahead + 2 * rowBytes)
+    sd_prefetch(ahead + 3 * rowBytes)
 }
 
 @inline(__always)
@@ -98,6 +111,7 @@ func nibbleDot4Rows(_ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, layout: N
     var m0 = SIMD16<Float>(), m1 = SIMD16<Float>(), m2 = SIMD16<Float>(), m3 = SIMD16<Float>()
     for b in 0..<blocks {
         let p = w + b * layout.blockBytes
+        prefetchAhead(p, rowBytes)
         var v = words4(p, rowBytes, layout.quantsOffset)
         var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
         let off = b * 128
@@ -137,6 +151,7 @@ private func nibbleDot4Rows1(_ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, 
     var total = SIMD16<Float>(), minimums = SIMD16<Float>()
     for b in 0..<blocks {
         let p = w + b * layout.blockBytes
+        prefetchAhead(p, rowBytes)
         var v = words4(p, rowBytes, layout.quantsOffset)
         var acc = SIMD16<Float>()
         let off = b * 128
@@ -177,6 +192,7 @@ func byteDot4Rows(_ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, perm: Unsaf
     var top = SIMD16<Float>(), bottom = SIMD16<Float>()
     for b in 0..<blocks {
         let p = w + b * 34
+        prefetchAhead(p, rowBytes)
         let v01 = words2x8(p, rowBytes), v23 = words2x8(p + 2 * rowBytes, rowBytes)
         var a01 = SIMD16<Float>(), a23 = SIMD16<Float>()
         for s in 0..<4 {
