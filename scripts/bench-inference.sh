@@ -2,9 +2,10 @@
 # Decode and prompt-processing throughput of SmolLM2 Q4_1 on 2 threads, SwiftDraft's quantized CPU products against
 # llama.cpp's llama-bench (built by scripts/build-llama-cpp.sh from the same source archive), side by side in one run:
 # ROUNDS alternated rounds (llama-bench first on odd rounds, ours first on even ones), medians of each.
-# Until the inference engine is merged, "ours" is quant-bench: every weight product of a decode step (30 layers x
-# q/k/v/o/gate/up/down + the LM head) over the real memory-mapped GGUF, which is most of a step's cost; attention,
-# norms and rotary are not in it. Prints each round and a summary with both ratios and the bandwidth fraction.
+# "Ours" is quant-bench: every weight product of a decode step (30 layers x q/k/v/o/gate/up/down + the LM head) over
+# the real memory-mapped GGUF, which is most of a step's cost; attention, norms and rotary are not in it (the whole
+# engine against llama-bench: scripts/bench-decode.sh). Prints each round and a summary with both ratios and the
+# bandwidth fraction.
 #   ROUNDS=5 THREADS=2 scripts/bench-inference.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -157,6 +157,7 @@ var result: [String: Any] = [
     "head_type": head.type.name,
     "decode_bandwidth_limit_tps": bandwidth * 1e9 / Double(weightBytes),
     "threads": options.threads,
+    "activations": device.quantizedActivations.rawValue,
     "weight_mib": Double(weightBytes) / 1048576,
     "decode_tps": median(decode),
     "decode_gbps": median(decode) * Double(weightBytes) / 1e9,

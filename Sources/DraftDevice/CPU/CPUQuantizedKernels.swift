@@ -32,8 +32,9 @@ func quantizedPanelRows(rows: Int, columns: Int, threads: Int) -> Int {
 
 extension CPUDevice {
     /// `y (m x rows) = x (m x columns) * weight^T`, the weight staying in its block type: small `m` decodes each
-    /// weight once per product into registers (fused kernels for Q4_0/Q4_1/Q8_0, a row at a time through L1 for the
-    /// others), large `m` dequantizes bounded panels of rows for `sgemm`.
+    /// weight once per product into registers (for Q4_0/Q4_1/Q8_0 integer kernels on quantized activations, or fused
+    /// fp32 kernels when `quantizedActivations` is `.exact`; a row at a time through L1 for the other types), large
+    /// `m` dequantizes bounded panels of rows for `sgemm`.
     public func quantizedLinear(x: DevicePointer<Float>, weight: QuantizedMatrix, y: DevicePointer<Float>,
                                 m: Int) throws {
         try validate(weight, what: "quantized product")
