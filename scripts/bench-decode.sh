@@ -7,19 +7,10 @@
 # -d 512); prompt processing is pp512. Prints each round, then medians and ratios.
 #   ROUNDS=3 THREADS=2 MODES="exact int16 int8" scripts/bench-decode.sh
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
-cache="${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}"
-rounds="${ROUNDS:-3}"
-threads="${THREADS:-2}"
+bench_name=bench-decode
+# shellcheck source=scripts/smollm2-bench-setup.sh
+source "$(dirname "$0")/smollm2-bench-setup.sh"
 modes="${MODES:-exact int16 int8}"
-model="$(find "$cache/smollm2" -name 'SmolLM2-135M-Instruct.Q4_1.gguf' | head -1)"
-if [ -z "$model" ]; then
-    echo "bench-decode: SmolLM2 Q4_1 GGUF not under $cache/smollm2 (run scripts/fetch-assets.sh)" >&2
-    exit 1
-fi
-bin="$("$here/build-llama-cpp.sh")"
-export PATH=/opt/swift/usr/bin:$PATH
 (cd "$root" && swift build -c release --product swiftdraft >&2)
 ours="${SWIFTDRAFT_BIN:-$root/.build/release/swiftdraft}"
 out="$(mktemp -d)"

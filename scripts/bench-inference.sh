@@ -8,18 +8,9 @@
 # bandwidth fraction.
 #   ROUNDS=5 THREADS=2 scripts/bench-inference.sh
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
-cache="${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}"
-rounds="${ROUNDS:-3}"
-threads="${THREADS:-2}"
-model="$(find "$cache/smollm2" -name 'SmolLM2-135M-Instruct.Q4_1.gguf' | head -1)"
-if [ -z "$model" ]; then
-    echo "bench-inference: SmolLM2 Q4_1 GGUF not under $cache/smollm2 (run scripts/fetch-assets.sh)" >&2
-    exit 1
-fi
-bin="$("$here/build-llama-cpp.sh")"
-export PATH=/opt/swift/usr/bin:$PATH
+bench_name=bench-inference
+# shellcheck source=scripts/smollm2-bench-setup.sh
+source "$(dirname "$0")/smollm2-bench-setup.sh"
 (cd "$root" && swift build -c release --product quant-bench >&2)
 ours="$root/.build/release/quant-bench"
 out="$(mktemp -d)"

@@ -70,6 +70,13 @@ SD_VNNI void sd_int8_quantize_row(const float *x, int64_t blocks, int8_t *qs, fl
     }
 }
 
+/* A 4-bit block's 32 quants as bytes in element order (element j in the low nibble of byte j, element j + 16 in the
+ * high one). */
+SD_INLINE __m256i sd_nibbles(const uint8_t *quants) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)quants);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
+}
+
 /*
  * Q4_1's minimum term, the sum over blocks of m_w * d_x * sum(q_x), for R rows and M activation rows: a second short
  * pass over rows just read (in L1), so that the main loop keeps every register for its accumulators (with 16 running
@@ -99,7 +106,6 @@ SD_INLINE void sd_q4_1_minimums(int R, int M, const uint8_t *w, int64_t row_byte
 SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                        const int8_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
     const int64_t block_bytes = type == SD_INT8_Q4_0 ? 18 : type == SD_INT8_Q4_1 ? 20 : 34;
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
     const __m256i sign_flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[4][4];
     for (int r = 0; r < R; r++) {
@@ -124,9 +130,7 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
             if (type == SD_INT8_Q8_0) {
                 wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), sign_flip);
             } else {
-                /* Element j in the low nibble of byte j, element j + 16 in the high one: one 32-byte vector in order. */
-                const __m128i q = _mm_loadu_si128((const __m128i *)(p + (type == SD_INT8_Q4_1 ? 4 : 2)));
-                wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low_nibbles);
+                wv = sd_nibbles(p + (type == SD_INT8_Q4_1 ? 4 : 2));
             }
             for (int i = 0; i < M; i++) {
                 const __m256i dot = _mm256_dpbusd_epi32(start[i], wv, xv[i]);
@@ -141,20 +145,6 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
     }
 }
 
-/* One function per (type, M), each unrolled for groups of 4 rows and for a single row. */
-#define SD_PRODUCT(T, M)                                                                                              \
-    SD_VNNI __attribute__((noinline)) static void sd_product_##T##_##M(                                               \
-        const uint8_t *w, int64_t row_bytes, int64_t blocks, int64_t r0, int64_t r1, const int8_t *qs,               \
-        const float *d, const int32_t *sums, float *y, int64_t y_stride) {                                            \
-        int64_t r = r0;                                                                                               \
-        for (; r + 4 <= r1; r += 4)                                                                                   \
-            sd_rows(T, 4, M, w + r * row_bytes, row_bytes, blocks, qs, d, sums, y + r, y_stride);                     \
-        for (; r < r1; r++) sd_rows(T, 1, M, w + r * row_bytes, row_bytes, blocks, qs, d, sums, y + r, y_stride);    \
-    }
-#define SD_PRODUCTS(T) SD_PRODUCT(T, 1) SD_PRODUCT(T, 2) SD_PRODUCT(T, 3) SD_PRODUCT(T, 4)
-SD_PRODUCTS(SD_INT8_Q4_0)
-SD_PRODUCTS(SD_INT8_Q4_1)
-SD_PRODUCTS(SD_INT8_Q8_0)
 
 SD_VNNI void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, float *d, int32_t *sums) {
     for (int64_t b = 0; b < blocks; b++) {
@@ -178,7 +168,6 @@ SD_VNNI void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, 
 SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                          const int16_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
     const int64_t block_bytes = type == SD_INT8_Q4_0 ? 18 : type == SD_INT8_Q4_1 ? 20 : 34;
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
     const __m512i eight = _mm512_set1_epi16(8);
     __m512 acc[4][4];
     for (int r = 0; r < R; r++) {
@@ -199,8 +188,7 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
             if (type == SD_INT8_Q8_0) {
                 wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(p + 2)));
             } else {
-                const __m128i q = _mm_loadu_si128((const __m128i *)(p + (type == SD_INT8_Q4_1 ? 4 : 2)));
-                wv = _mm512_cvtepu8_epi16(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low_nibbles));
+                wv = _mm512_cvtepu8_epi16(sd_nibbles(p + (type == SD_INT8_Q4_1 ? 4 : 2)));
                 if (type == SD_INT8_Q4_0) wv = _mm512_sub_epi16(wv, eight);
             }
             for (int i = 0; i < M; i++) {
@@ -216,49 +204,38 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
     }
 }
 
-#define SD_PRODUCT16(T, M)                                                                                            \
-    SD_VNNI __attribute__((noinline)) static void sd_product16_##T##_##M(                                             \
-        const uint8_t *w, int64_t row_bytes, int64_t blocks, int64_t r0, int64_t r1, const int16_t *qs,              \
-        const float *d, const int32_t *sums, float *y, int64_t y_stride) {                                            \
+/* One function per (type, M) for a row kernel ROWS on activations of type Q, unrolled for groups of 4 rows and for a
+ * single row. */
+#define SD_PRODUCT(ROWS, Q, T, M)                                                                                     \
+    SD_VNNI __attribute__((noinline)) static void ROWS##_##T##_##M(                                                   \
+        const uint8_t *w, int64_t row_bytes, int64_t blocks, int64_t r0, int64_t r1, const Q *qs, const float *d,    \
+        const int32_t *sums, float *y, int64_t y_stride) {                                                            \
         int64_t r = r0;                                                                                               \
-        for (; r + 4 <= r1; r += 4)                                                                                   \
-            sd_rows16(T, 4, M, w + r * row_bytes, row_bytes, blocks, qs, d, sums, y + r, y_stride);                   \
-        for (; r < r1; r++) sd_rows16(T, 1, M, w + r * row_bytes, row_bytes, blocks, qs, d, sums, y + r, y_stride);  \
+        for (; r + 4 <= r1; r += 4) ROWS(T, 4, M, w + r * row_bytes, row_bytes, blocks, qs, d, sums, y + r, y_stride); \
+        for (; r < r1; r++) ROWS(T, 1, M, w + r * row_bytes, row_bytes, blocks, qs, d, sums, y + r, y_stride);       \
     }
-#define SD_PRODUCTS16(T) SD_PRODUCT16(T, 1) SD_PRODUCT16(T, 2) SD_PRODUCT16(T, 3) SD_PRODUCT16(T, 4)
-SD_PRODUCTS16(SD_INT8_Q4_0)
-SD_PRODUCTS16(SD_INT8_Q4_1)
-SD_PRODUCTS16(SD_INT8_Q8_0)
+#define SD_PRODUCTS(ROWS, Q, T) SD_PRODUCT(ROWS, Q, T, 1) SD_PRODUCT(ROWS, Q, T, 2) SD_PRODUCT(ROWS, Q, T, 3) SD_PRODUCT(ROWS, Q, T, 4)
 
-typedef void (*sd_product16_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const int16_t *, const float *,
-                                const int32_t *, float *, int64_t);
+/* A public product (quant_dot.h): the 3 x 4 specialisations of ROWS, chosen by weight type and m. */
+#define SD_PUBLIC_PRODUCT(NAME, ROWS, Q)                                                                              \
+    SD_PRODUCTS(ROWS, Q, SD_INT8_Q4_0)                                                                                \
+    SD_PRODUCTS(ROWS, Q, SD_INT8_Q4_1)                                                                                \
+    SD_PRODUCTS(ROWS, Q, SD_INT8_Q8_0)                                                                                \
+    void NAME(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,          \
+              int64_t row_end, const Q *qs, const float *d, const int32_t *sums, int m, float *y, int64_t y_stride) { \
+        typedef void (*product_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const Q *, const float *,    \
+                                   const int32_t *, float *, int64_t);                                                \
+        static const product_fn table[3][4] = {                                                                       \
+            {ROWS##_SD_INT8_Q4_0_1, ROWS##_SD_INT8_Q4_0_2, ROWS##_SD_INT8_Q4_0_3, ROWS##_SD_INT8_Q4_0_4},             \
+            {ROWS##_SD_INT8_Q4_1_1, ROWS##_SD_INT8_Q4_1_2, ROWS##_SD_INT8_Q4_1_3, ROWS##_SD_INT8_Q4_1_4},             \
+            {ROWS##_SD_INT8_Q8_0_1, ROWS##_SD_INT8_Q8_0_2, ROWS##_SD_INT8_Q8_0_3, ROWS##_SD_INT8_Q8_0_4},             \
+        };                                                                                                            \
+        if ((unsigned)type > SD_INT8_Q8_0 || m < 1 || m > 4) return;                                                  \
+        table[type][m - 1]((const uint8_t *)w, row_bytes, blocks, row_begin, row_end, qs, d, sums, y, y_stride);     \
+    }
 
-void sd_int16_product(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
-                      int64_t row_end, const int16_t *qs, const float *d, const int32_t *sums, int m, float *y,
-                      int64_t y_stride) {
-    static const sd_product16_fn table[3][4] = {
-        {sd_product16_SD_INT8_Q4_0_1, sd_product16_SD_INT8_Q4_0_2, sd_product16_SD_INT8_Q4_0_3, sd_product16_SD_INT8_Q4_0_4},
-        {sd_product16_SD_INT8_Q4_1_1, sd_product16_SD_INT8_Q4_1_2, sd_product16_SD_INT8_Q4_1_3, sd_product16_SD_INT8_Q4_1_4},
-        {sd_product16_SD_INT8_Q8_0_1, sd_product16_SD_INT8_Q8_0_2, sd_product16_SD_INT8_Q8_0_3, sd_product16_SD_INT8_Q8_0_4},
-    };
-    if ((unsigned)type > SD_INT8_Q8_0 || m < 1 || m > 4) return;
-    table[type][m - 1]((const uint8_t *)w, row_bytes, blocks, row_begin, row_end, qs, d, sums, y, y_stride);
-}
-
-typedef void (*sd_product_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const int8_t *, const float *,
-                              const int32_t *, float *, int64_t);
-
-void sd_int8_product(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
-                     int64_t row_end, const int8_t *qs, const float *d, const int32_t *sums, int m, float *y,
-                     int64_t y_stride) {
-    static const sd_product_fn table[3][4] = {
-        {sd_product_SD_INT8_Q4_0_1, sd_product_SD_INT8_Q4_0_2, sd_product_SD_INT8_Q4_0_3, sd_product_SD_INT8_Q4_0_4},
-        {sd_product_SD_INT8_Q4_1_1, sd_product_SD_INT8_Q4_1_2, sd_product_SD_INT8_Q4_1_3, sd_product_SD_INT8_Q4_1_4},
-        {sd_product_SD_INT8_Q8_0_1, sd_product_SD_INT8_Q8_0_2, sd_product_SD_INT8_Q8_0_3, sd_product_SD_INT8_Q8_0_4},
-    };
-    if ((unsigned)type > SD_INT8_Q8_0 || m < 1 || m > 4) return;
-    table[type][m - 1]((const uint8_t *)w, row_bytes, blocks, row_begin, row_end, qs, d, sums, y, y_stride);
-}
+SD_PUBLIC_PRODUCT(sd_int8_product, sd_rows, int8_t)
+SD_PUBLIC_PRODUCT(sd_int16_product, sd_rows16, int16_t)
 
 #else /* not x86-64: no integer kernels; callers keep the exact path. */
 
