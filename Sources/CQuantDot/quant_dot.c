@@ -1,7 +1,7 @@
 /*
  * Integer kernels for quantized weights times 8-bit activations (see quant_dot.h). Everything that executes AVX-512
  * carries the target attribute, so the file builds for baseline x86-64 and the library loads on any CPU; callers
- * check `sd_int8_dot_available` first.
+ * check `sd_integer_dots_available` first.
  */
 #include "quant_dot.h"
 
@@ -10,7 +10,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-bool sd_int8_dot_available(void) {
+bool sd_integer_dots_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
@@ -18,13 +18,6 @@ bool sd_int8_dot_available(void) {
 }
 
 #define SD_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-/*
- * How far ahead the kernels prefetch: the same block 8 rows on (two groups of 4). A group's 4 rows are short streams
- * (360 bytes for a 576-column Q4_1 row) read side by side, too short for the hardware prefetcher to learn; without
- * this, one thread read SmolLM2's weights at about 7 GB/s against 27 GB/s for a plain read (layers' products per
- * decode step on 2 threads, quant-bench: 6.0 ms without, 3.6 / 3.4 / 3.5 ms at 4 / 8 / 16 rows).
- */
-#define SD_PREFETCH_ROWS 8
 #define SD_INLINE static inline __attribute__((always_inline)) SD_VNNI
 
 SD_INLINE float sd_half(const uint8_t *p) {
@@ -103,9 +96,9 @@ SD_INLINE void sd_q4_1_minimums(int R, int M, const uint8_t *w, int64_t row_byte
  * offset by 128) and the offset comes back exactly, as an integer in lane 0 of the accumulator the dot starts from:
  * -8 * sum(q) for Q4_0, -128 * sum(q) for Q8_0. Q4_1's minimum m adds m * d_x * sum(q) in float.
  */
-SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
+SD_INLINE void sd_rows(sd_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                        const int8_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
-    const int64_t block_bytes = type == SD_INT8_Q4_0 ? 18 : type == SD_INT8_Q4_1 ? 20 : 34;
+    const int64_t block_bytes = type == SD_WEIGHT_Q4_0 ? 18 : type == SD_WEIGHT_Q4_1 ? 20 : 34;
     const __m256i sign_flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[4][4];
     for (int r = 0; r < R; r++) {
@@ -118,8 +111,8 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
             xv[i] = _mm256_loadu_si256((const __m256i *)(qs + (i * blocks + b) * 32));
             dx[i] = d[i * blocks + b];
             const int32_t s = sums[i * blocks + b];
-            start[i] = type == SD_INT8_Q4_0   ? _mm256_setr_epi32(-8 * s, 0, 0, 0, 0, 0, 0, 0)
-                       : type == SD_INT8_Q8_0 ? _mm256_setr_epi32(-128 * s, 0, 0, 0, 0, 0, 0, 0)
+            start[i] = type == SD_WEIGHT_Q4_0   ? _mm256_setr_epi32(-8 * s, 0, 0, 0, 0, 0, 0, 0)
+                       : type == SD_WEIGHT_Q8_0 ? _mm256_setr_epi32(-128 * s, 0, 0, 0, 0, 0, 0, 0)
                                               : _mm256_setzero_si256();
         }
         for (int r = 0; r < R; r++) {
@@ -127,10 +120,10 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
             _mm_prefetch((const char *)(p + SD_PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
             const float dw = sd_half(p);
             __m256i wv;
-            if (type == SD_INT8_Q8_0) {
+            if (type == SD_WEIGHT_Q8_0) {
                 wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), sign_flip);
             } else {
-                wv = sd_nibbles(p + (type == SD_INT8_Q4_1 ? 4 : 2));
+                wv = sd_nibbles(p + (type == SD_WEIGHT_Q4_1 ? 4 : 2));
             }
             for (int i = 0; i < M; i++) {
                 const __m256i dot = _mm256_dpbusd_epi32(start[i], wv, xv[i]);
@@ -139,7 +132,7 @@ SD_INLINE void sd_rows(sd_int8_weight_type type, int R, int M, const uint8_t *w,
         }
     }
     float minimums[4][4] = {{0}};
-    if (type == SD_INT8_Q4_1) sd_q4_1_minimums(R, M, w, row_bytes, blocks, d, sums, minimums);
+    if (type == SD_WEIGHT_Q4_1) sd_q4_1_minimums(R, M, w, row_bytes, blocks, d, sums, minimums);
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < M; i++) y[i * y_stride + r] = sd_hsum(acc[r][i]) + minimums[r][i];
     }
@@ -165,9 +158,9 @@ SD_VNNI void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, 
  * `vpdpwssd` (signed 16 x 16, pairs summed into 32 bits) takes the whole block in one 512-bit step, no offsets to
  * correct. Every partial sum stays below 2^24, so its conversion to float is exact.
  */
-SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
+SD_INLINE void sd_rows16(sd_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                          const int16_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
-    const int64_t block_bytes = type == SD_INT8_Q4_0 ? 18 : type == SD_INT8_Q4_1 ? 20 : 34;
+    const int64_t block_bytes = type == SD_WEIGHT_Q4_0 ? 18 : type == SD_WEIGHT_Q4_1 ? 20 : 34;
     const __m512i eight = _mm512_set1_epi16(8);
     __m512 acc[4][4];
     for (int r = 0; r < R; r++) {
@@ -185,11 +178,11 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
             _mm_prefetch((const char *)(p + SD_PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
             const float dw = sd_half(p);
             __m512i wv;
-            if (type == SD_INT8_Q8_0) {
+            if (type == SD_WEIGHT_Q8_0) {
                 wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(p + 2)));
             } else {
-                wv = _mm512_cvtepu8_epi16(sd_nibbles(p + (type == SD_INT8_Q4_1 ? 4 : 2)));
-                if (type == SD_INT8_Q4_0) wv = _mm512_sub_epi16(wv, eight);
+                wv = _mm512_cvtepu8_epi16(sd_nibbles(p + (type == SD_WEIGHT_Q4_1 ? 4 : 2)));
+                if (type == SD_WEIGHT_Q4_0) wv = _mm512_sub_epi16(wv, eight);
             }
             for (int i = 0; i < M; i++) {
                 const __m512i dot = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wv, xv[i]);
@@ -198,7 +191,7 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
         }
     }
     float minimums[4][4] = {{0}};
-    if (type == SD_INT8_Q4_1) sd_q4_1_minimums(R, M, w, row_bytes, blocks, d, sums, minimums);
+    if (type == SD_WEIGHT_Q4_1) sd_q4_1_minimums(R, M, w, row_bytes, blocks, d, sums, minimums);
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < M; i++) y[i * y_stride + r] = _mm512_reduce_add_ps(acc[r][i]) + minimums[r][i];
     }
@@ -218,19 +211,19 @@ SD_INLINE void sd_rows16(sd_int8_weight_type type, int R, int M, const uint8_t *
 
 /* A public product (quant_dot.h): the 3 x 4 specialisations of ROWS, chosen by weight type and m. */
 #define SD_PUBLIC_PRODUCT(NAME, ROWS, Q)                                                                              \
-    SD_PRODUCTS(ROWS, Q, SD_INT8_Q4_0)                                                                                \
-    SD_PRODUCTS(ROWS, Q, SD_INT8_Q4_1)                                                                                \
-    SD_PRODUCTS(ROWS, Q, SD_INT8_Q8_0)                                                                                \
-    void NAME(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,          \
+    SD_PRODUCTS(ROWS, Q, SD_WEIGHT_Q4_0)                                                                                \
+    SD_PRODUCTS(ROWS, Q, SD_WEIGHT_Q4_1)                                                                                \
+    SD_PRODUCTS(ROWS, Q, SD_WEIGHT_Q8_0)                                                                                \
+    void NAME(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,          \
               int64_t row_end, const Q *qs, const float *d, const int32_t *sums, int m, float *y, int64_t y_stride) { \
         typedef void (*product_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const Q *, const float *,    \
                                    const int32_t *, float *, int64_t);                                                \
         static const product_fn table[3][4] = {                                                                       \
-            {ROWS##_SD_INT8_Q4_0_1, ROWS##_SD_INT8_Q4_0_2, ROWS##_SD_INT8_Q4_0_3, ROWS##_SD_INT8_Q4_0_4},             \
-            {ROWS##_SD_INT8_Q4_1_1, ROWS##_SD_INT8_Q4_1_2, ROWS##_SD_INT8_Q4_1_3, ROWS##_SD_INT8_Q4_1_4},             \
-            {ROWS##_SD_INT8_Q8_0_1, ROWS##_SD_INT8_Q8_0_2, ROWS##_SD_INT8_Q8_0_3, ROWS##_SD_INT8_Q8_0_4},             \
+            {ROWS##_SD_WEIGHT_Q4_0_1, ROWS##_SD_WEIGHT_Q4_0_2, ROWS##_SD_WEIGHT_Q4_0_3, ROWS##_SD_WEIGHT_Q4_0_4},             \
+            {ROWS##_SD_WEIGHT_Q4_1_1, ROWS##_SD_WEIGHT_Q4_1_2, ROWS##_SD_WEIGHT_Q4_1_3, ROWS##_SD_WEIGHT_Q4_1_4},             \
+            {ROWS##_SD_WEIGHT_Q8_0_1, ROWS##_SD_WEIGHT_Q8_0_2, ROWS##_SD_WEIGHT_Q8_0_3, ROWS##_SD_WEIGHT_Q8_0_4},             \
         };                                                                                                            \
-        if ((unsigned)type > SD_INT8_Q8_0 || m < 1 || m > 4) return;                                                  \
+        if ((unsigned)type > SD_WEIGHT_Q8_0 || m < 1 || m > 4) return;                                                  \
         table[type][m - 1]((const uint8_t *)w, row_bytes, blocks, row_begin, row_end, qs, d, sums, y, y_stride);     \
     }
 
@@ -239,11 +232,11 @@ SD_PUBLIC_PRODUCT(sd_int16_product, sd_rows16, int16_t)
 
 #else /* not x86-64: no integer kernels; callers keep the exact path. */
 
-bool sd_int8_dot_available(void) { return false; }
+bool sd_integer_dots_available(void) { return false; }
 void sd_int8_quantize_row(const float *x, int64_t blocks, int8_t *qs, float *d, int32_t *sums) {
     (void)x; (void)blocks; (void)qs; (void)d; (void)sums;
 }
-void sd_int8_product(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
+void sd_int8_product(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
                      int64_t row_end, const int8_t *qs, const float *d, const int32_t *sums, int m, float *y,
                      int64_t y_stride) {
     (void)type; (void)w; (void)row_bytes; (void)blocks; (void)row_begin; (void)row_end; (void)qs; (void)d;
@@ -252,7 +245,7 @@ void sd_int8_product(sd_int8_weight_type type, const void *w, int64_t row_bytes,
 void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, float *d, int32_t *sums) {
     (void)x; (void)blocks; (void)qs; (void)d; (void)sums;
 }
-void sd_int16_product(sd_int8_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
+void sd_int16_product(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
                       int64_t row_end, const int16_t *qs, const float *d, const int32_t *sums, int m, float *y,
                       int64_t y_stride) {
     (void)type; (void)w; (void)row_bytes; (void)blocks; (void)row_begin; (void)row_end; (void)qs; (void)d;

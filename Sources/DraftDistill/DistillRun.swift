@@ -1,5 +1,6 @@
 import DraftData
 import DraftErrors
+import DraftFormats
 import DraftInference
 import DraftTokenizer
 import Foundation
@@ -390,7 +391,7 @@ public struct DistillProgress {
         lastReport = now
         if let rate, let eta {
             log(String(format: "distill: %d/%d %@, %d tokens, %.1f tokens/s, ETA %@", done, total, what, tokens, rate,
-                       Self.duration(eta)))
+                       formatDuration(eta)))
         } else {
             log(String(format: "distill: %d/%d %@, %d tokens (rate and ETA once %d responses of this run are done)",
                        done, total, what, tokens, warmup))
@@ -400,13 +401,5 @@ public struct DistillProgress {
     func summary() {
         log(String(format: "distill: %d %@ made in this run, %d target tokens in %.2fs: %.1f tokens/s", finishedHere,
                    what, tokens, seconds, Double(tokens) / max(seconds, 1e-9)))
-    }
-
-    /// `1h02m`, `3m20s`, `45s`.
-    static func duration(_ seconds: Double) -> String {
-        let s = Int(seconds.rounded())
-        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
-        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
-        return "\(s)s"
     }
 }

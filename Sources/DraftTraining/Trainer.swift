@@ -2,6 +2,7 @@ import DraftCheckpoint
 import DraftData
 import DraftDevice
 import DraftDistributed
+import DraftFormats
 import DraftModel
 import DraftTokenizer
 import Foundation

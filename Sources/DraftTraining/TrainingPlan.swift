@@ -1,3 +1,4 @@
+import DraftFormats
 import DraftModel
 import Foundation
 

@@ -16,11 +16,10 @@ private func smallIntegers(_ bits: SIMD16<UInt32>) -> SIMD16<Float> {
     unsafeBitCast(bits | 0x4B00_0000, to: SIMD16<Float>.self) - 8_388_608
 }
 
-/// Prefetches block `offset` of the 4 rows 8 rows ahead (two groups): the rows are streams too short for the hardware
-/// prefetcher (see `SD_PREFETCH_ROWS` in quant_dot.c).
+/// Prefetches the block at `p` of the 4 rows `SD_PREFETCH_ROWS` rows ahead (quant_dot.h says why).
 @inline(__always)
 private func prefetchAhead(_ p: UnsafeRawPointer, _ rowBytes: Int) {
-    let ahead = p + 8 * rowBytes
+    let ahead = p + Int(SD_PREFETCH_ROWS) * rowBytes
     sd_prefetch(ahead)
     sd_prefetch(ahead + rowBytes)
     sd_prefetch(ahead + 2 * rowBytes)

@@ -26,7 +26,7 @@ public enum QuantizedActivations: String, Sendable, CaseIterable {
 }
 
 /// Whether this CPU has the integer kernels' instructions (AVX-512 F/BW/VL/VNNI), checked once.
-public let integerKernelsAvailable: Bool = sd_int8_dot_available()
+public let integerKernelsAvailable: Bool = sd_integer_dots_available()
 
 /// Activation rows quantized for the integer kernels: per row `blocks * 32` quants of 8 or 16 bits, and per block
 /// its scale and the sum of its quants.
@@ -64,27 +64,26 @@ private struct IntegerActivations {
 
 extension CPUDevice {
     /// The integer kernels' name for `type`, when this device runs integer activations and has a kernel for it.
-    func integerKernelType(_ type: GGMLType) -> sd_int8_weight_type? {
+    func integerKernelType(_ type: GGMLType) -> sd_weight_type? {
         guard quantizedActivations != .exact else { return nil }
         switch type {
-        case .q4_0: return SD_INT8_Q4_0
-        case .q4_1: return SD_INT8_Q4_1
-        case .q8_0: return SD_INT8_Q8_0
+        case .q4_0: return SD_WEIGHT_Q4_0
+        case .q4_1: return SD_WEIGHT_Q4_1
+        case .q8_0: return SD_WEIGHT_Q8_0
         default: return nil
         }
     }
 
     /// Up to 4 activation rows, quantized once, against every weight row; the threads split the rows in groups of 4
     /// (each result depends on its row alone, so the split never changes a bit).
-    func integerProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, kernel: sd_int8_weight_type,
+    func integerProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, kernel: sd_weight_type,
                         y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, rowBytes = weight.rowBytes, blocks = weight.columns / 32
         let bits = quantizedActivations == .int8 ? 8 : 16
         let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits)
         defer { activations.deallocate() }
         let units = (rows + 3) / 4
-        let threadCount = rows * rowBytes * m < quantizedSingleThreadBytes ? 1 : threads
-        parallelChunks(units, threads: threadCount, grain: 8) { _, range in
+        parallelChunks(units, threads: smallProductThreads(weight, m: m), grain: 8) { _, range in
             let begin = Int64(range.lowerBound * 4), end = Int64(min(range.upperBound * 4, rows))
             if bits == 8 {
                 sd_int8_product(kernel, weight.data, Int64(rowBytes), Int64(blocks), begin, end,

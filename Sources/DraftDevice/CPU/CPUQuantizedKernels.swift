@@ -92,6 +92,15 @@ extension CPUDevice {
         }
     }
 
+    /// Threads for a small-m product (fused or integer kernels): below about 32 KiB of weight bytes times activation
+    /// rows a second thread costs more to start than it saves. With Dispatch's workers that bound was 512 KiB (waking
+    /// one took tens of microseconds); with the spinning `WorkerTeam` every product of SmolLM2 and of the drafts pays
+    /// on two threads: SmolLM2's layer products per decode step (`quant-bench --threads 2`, alternated) 7.1 ms at 0 or
+    /// 32 KiB against 8.8 ms at 512 KiB.
+    func smallProductThreads(_ weight: QuantizedMatrix, m: Int) -> Int {
+        weight.rows * weight.rowBytes * m < quantizedSingleThreadBytes ? 1 : threads
+    }
+
     /// Up to 4 activation rows against every weight row, the weight rows split over the threads.
     private func fusedProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
@@ -117,11 +126,7 @@ extension CPUDevice {
         let units = (rows + 3) / 4
         let data = weight.data
         let type = weight.type
-        // Below about 32 KiB of weight bytes times activation rows a second thread costs more to start than it saves.
-        // With Dispatch's workers that bound was 512 KiB (waking one took tens of microseconds); with the spinning
-        // `WorkerTeam` every product of SmolLM2 and of the drafts pays on two threads: SmolLM2's layer products per
-        // decode step (`quant-bench --threads 2`, alternated) 7.1 ms at 0 or 32 KiB against 8.8 ms at 512 KiB.
-        let threadCount = rows * rowBytes * m < quantizedSingleThreadBytes ? 1 : threads
+        let threadCount = smallProductThreads(weight, m: m)
         parallelChunks(units, threads: threadCount, grain: 8) { _, range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { scratch in
                 let permList: [UnsafePointer<Float>] = (0..<m).map { UnsafePointer(perms + $0 * columns) }
