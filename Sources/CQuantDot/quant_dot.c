@@ -4,26 +4,15 @@
  * check `sd_integer_dots_available` first.
  */
 #include "quant_dot.h"
-
-#include <string.h>
+#include "quant_internal.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 
 bool sd_integer_dots_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
            __builtin_cpu_supports("fma");
-}
-
-#define SD_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define SD_INLINE static inline __attribute__((always_inline)) SD_VNNI
-
-SD_INLINE float sd_half(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
 }
 
 SD_INLINE float sd_hsum(__m256 v) {
@@ -63,13 +52,6 @@ SD_VNNI void sd_int8_quantize_row(const float *x, int64_t blocks, int8_t *qs, fl
     }
 }
 
-/* A 4-bit block's 32 quants as bytes in element order (element j in the low nibble of byte j, element j + 16 in the
- * high one). */
-SD_INLINE __m256i sd_nibbles(const uint8_t *quants) {
-    const __m128i q = _mm_loadu_si128((const __m128i *)quants);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
-}
-
 /*
  * Q4_1's minimum term, the sum over blocks of m_w * d_x * sum(q_x), for R rows and M activation rows: a second short
  * pass over rows just read (in L1), so that the main loop keeps every register for its accumulators (with 16 running
@@ -98,7 +80,7 @@ SD_INLINE void sd_q4_1_minimums(int R, int M, const uint8_t *w, int64_t row_byte
  */
 SD_INLINE void sd_rows(sd_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                        const int8_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
-    const int64_t block_bytes = type == SD_WEIGHT_Q4_0 ? 18 : type == SD_WEIGHT_Q4_1 ? 20 : 34;
+    const int64_t block_bytes = sd_block_bytes(type);
     const __m256i sign_flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[4][4];
     for (int r = 0; r < R; r++) {
@@ -160,8 +142,7 @@ SD_VNNI void sd_int16_quantize_row(const float *x, int64_t blocks, int16_t *qs, 
  */
 SD_INLINE void sd_rows16(sd_weight_type type, int R, int M, const uint8_t *w, int64_t row_bytes, int64_t blocks,
                          const int16_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
-    const int64_t block_bytes = type == SD_WEIGHT_Q4_0 ? 18 : type == SD_WEIGHT_Q4_1 ? 20 : 34;
-    const __m512i eight = _mm512_set1_epi16(8);
+    const int64_t block_bytes = sd_block_bytes(type);
     __m512 acc[4][4];
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();
@@ -177,13 +158,7 @@ SD_INLINE void sd_rows16(sd_weight_type type, int R, int M, const uint8_t *w, in
             const uint8_t *p = w + r * row_bytes + b * block_bytes;
             _mm_prefetch((const char *)(p + SD_PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
             const float dw = sd_half(p);
-            __m512i wv;
-            if (type == SD_WEIGHT_Q8_0) {
-                wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(p + 2)));
-            } else {
-                wv = _mm512_cvtepu8_epi16(sd_nibbles(p + (type == SD_WEIGHT_Q4_1 ? 4 : 2)));
-                if (type == SD_WEIGHT_Q4_0) wv = _mm512_sub_epi16(wv, eight);
-            }
+            const __m512i wv = sd_widen16(type, p);
             for (int i = 0; i < M; i++) {
                 const __m512i dot = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wv, xv[i]);
                 acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(dw * dx[i]), acc[r][i]);

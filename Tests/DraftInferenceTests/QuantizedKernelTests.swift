@@ -248,8 +248,11 @@ final class QuantizedKernelTests: XCTestCase {
                     let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: UInt64(rows + columns))
                     let w = Self.reference(type, bytes, elements: rows * columns)
                     let rowBytes = columns / 32 * type.blockBytes
-                    // m = 7 runs a group of 4 rows and one of 3.
-                    for m in [1, 2, 3, 4, 7] {
+                    // m = 7 runs a group of 4 rows and one of 3; from m = 16 the 16-bit GEMM runs whatever the
+                    // mode, its tiles of 32 weight rows ending part-full (13 and 130 rows), with 1 row past the
+                    // groups of 4 activation rows (17, 37).
+                    for m in [1, 2, 3, 4, 7, 17, 37] {
+                        let levels: Float = m >= 16 ? 32767 : levels
                         var rng = SplitMix(UInt64(m * 31 + rows))
                         var x = (0..<(m * columns)).map { _ in (rng.unit() - 0.5) * 2 }
                         for c in 0..<32 { x[c] = 0 }  // an all-zero block: d = 0

@@ -64,6 +64,20 @@ void sd_int16_product(sd_weight_type type, const void *w, int64_t row_bytes, int
                       int64_t row_begin, int64_t row_end, const int16_t *qs, const float *d, const int32_t *sums,
                       int m, float *y, int64_t y_stride);
 
+/** Bytes of scratch one call of `sd_int16_gemm` needs (per thread) for rows of `blocks` blocks. */
+int64_t sd_int16_gemm_scratch_bytes(int64_t blocks);
+
+/**
+ * The many-row product (prefill chunks, batches): as `sd_int16_product` for any `m`, activation row i at
+ * `qs + i * blocks * 32`, `d + i * blocks`, `sums + i * blocks`. Weight rows are taken 32 at a time, widened and
+ * transposed once into `scratch` (`sd_int16_gemm_scratch_bytes(blocks)` bytes, 64-byte aligned), then multiplied by
+ * every activation row, so that each `vpdpwssd` adds to 16 different outputs. The results equal the row kernels' up
+ * to the order of float additions.
+ */
+void sd_int16_gemm(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t row_begin,
+                   int64_t row_end, const int16_t *qs, const float *d, const int32_t *sums, int64_t m, float *y,
+                   int64_t y_stride, void *scratch);
+
 #ifdef __cplusplus
 }
 #endif

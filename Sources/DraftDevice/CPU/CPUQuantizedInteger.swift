@@ -2,8 +2,10 @@ import CQuantDot
 import DraftFormats
 import Foundation
 
-/// How the CPU backend's small-m products with Q4_0, Q4_1 and Q8_0 weights (decode, speculative verification) treat
-/// their activations. The integer modes need AVX-512 VNNI; elsewhere the products stay exact.
+/// How the CPU backend's products with Q4_0, Q4_1 and Q8_0 weights treat their activations. In both integer modes,
+/// products of `quantizedPanelCrossover` rows or more (prompts, batches) run a 16-bit integer GEMM; the mode decides
+/// the small-m ones (decode, speculative verification). The integer modes need AVX-512 VNNI; elsewhere the products
+/// stay exact.
 public enum QuantizedActivations: String, Sendable, CaseIterable {
     /// fp32 activations against exactly dequantized weights: the reference, what `transformers` computes from a GGUF.
     case exact
@@ -36,21 +38,25 @@ private struct IntegerActivations {
     let scales: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Int32>
 
-    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int) {
+    /// Quantizes the rows on `threads` threads (each row's quants depend on that row alone).
+    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int, threads: Int = 1) {
         let blocks = columns / 32
         self.bits = bits
         quants = .allocate(byteCount: rows * columns * bits / 8, alignment: 64)
         scales = .allocate(capacity: rows * blocks)
         sums = .allocate(capacity: rows * blocks)
-        for i in 0..<rows {
-            if bits == 8 {
-                sd_int8_quantize_row(x + i * columns, Int64(blocks),
-                                     quants.assumingMemoryBound(to: Int8.self) + i * columns,
-                                     scales + i * blocks, sums + i * blocks)
-            } else {
-                sd_int16_quantize_row(x + i * columns, Int64(blocks),
-                                      quants.assumingMemoryBound(to: Int16.self) + i * columns,
-                                      scales + i * blocks, sums + i * blocks)
+        let quants = quants, scales = scales, sums = sums
+        parallelChunks(rows, threads: threads, grain: 8) { _, range in
+            for i in range {
+                if bits == 8 {
+                    sd_int8_quantize_row(x + i * columns, Int64(blocks),
+                                         quants.assumingMemoryBound(to: Int8.self) + i * columns,
+                                         scales + i * blocks, sums + i * blocks)
+                } else {
+                    sd_int16_quantize_row(x + i * columns, Int64(blocks),
+                                          quants.assumingMemoryBound(to: Int16.self) + i * columns,
+                                          scales + i * blocks, sums + i * blocks)
+                }
             }
         }
     }
@@ -71,6 +77,26 @@ extension CPUDevice {
         case .q4_1: return SD_WEIGHT_Q4_1
         case .q8_0: return SD_WEIGHT_Q8_0
         default: return nil
+        }
+    }
+
+    /// Many activation rows (`m` from `quantizedPanelCrossover`), quantized to 16 bits whatever the mode (8-bit
+    /// quants buy little where arithmetic, not the weights' bandwidth, is the limit, and cost accuracy), against
+    /// tiles of 32 weight rows; the threads split the tiles, each with its own scratch.
+    func integerGemm(x: UnsafePointer<Float>, weight: QuantizedMatrix, kernel: sd_weight_type,
+                     y: UnsafeMutablePointer<Float>, m: Int) {
+        let rows = weight.rows, blocks = weight.columns / 32
+        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: 16, threads: threads)
+        defer { activations.deallocate() }
+        let scratchBytes = Int(sd_int16_gemm_scratch_bytes(Int64(blocks)))
+        let tiles = (rows + 31) / 32
+        parallelChunks(tiles, threads: threads, grain: 1) { _, range in
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
+            defer { scratch.deallocate() }
+            sd_int16_gemm(kernel, weight.data, Int64(weight.rowBytes), Int64(blocks), Int64(range.lowerBound * 32),
+                          Int64(min(range.upperBound * 32, rows)),
+                          activations.quants.assumingMemoryBound(to: Int16.self), activations.scales,
+                          activations.sums, Int64(m), y, Int64(rows), scratch)
         }
     }
 

@@ -33,8 +33,9 @@ func quantizedPanelRows(rows: Int, columns: Int, threads: Int) -> Int {
 extension CPUDevice {
     /// `y (m x rows) = x (m x columns) * weight^T`, the weight staying in its block type: small `m` decodes each
     /// weight once per product into registers (for Q4_0/Q4_1/Q8_0 integer kernels on quantized activations, or fused
-    /// fp32 kernels when `quantizedActivations` is `.exact`; a row at a time through L1 for the other types), large
-    /// `m` dequantizes bounded panels of rows for `sgemm`.
+    /// fp32 kernels when `quantizedActivations` is `.exact`; a row at a time through L1 for the other types). Large
+    /// `m` runs the 16-bit integer GEMM for those types on quantized activations, and otherwise dequantizes bounded
+    /// panels of rows for `sgemm`.
     public func quantizedLinear(x: DevicePointer<Float>, weight: QuantizedMatrix, y: DevicePointer<Float>,
                                 m: Int) throws {
         try validate(weight, what: "quantized product")
@@ -46,7 +47,11 @@ extension CPUDevice {
             return
         }
         if m >= quantizedPanelCrossover && weight.type != .f32 {
-            panelProduct(x: x, weight: weight, y: y, m: m)
+            if let kernel = integerKernelType(weight.type) {
+                integerGemm(x: x, weight: weight, kernel: kernel, y: y, m: m)
+            } else {
+                panelProduct(x: x, weight: weight, y: y, m: m)
+            }
         } else if weight.type == .f32 {
             sgemm(false, true, m, weight.rows, weight.columns, 1, x, weight.columns,
                   weight.data.assumingMemoryBound(to: Float.self), weight.columns, 0, y, weight.rows)
