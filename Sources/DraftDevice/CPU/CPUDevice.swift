@@ -8,6 +8,8 @@ public final class CPUDevice: Device {
     /// How the small-m quantized products of inference treat their activations.
     public let quantizedActivations: QuantizedActivations
     public private(set) var bytesAllocated: Int = 0
+    /// Working memory the kernels reuse between calls (not counted in `bytesAllocated`).
+    let scratch = ScratchArena()
     private var allocationSizes: [UInt64: Int] = [:]
 
     public init(threads: Int? = nil, quantizedActivations: QuantizedActivations = .configured) {

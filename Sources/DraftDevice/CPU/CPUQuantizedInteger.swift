@@ -31,20 +31,28 @@ public enum QuantizedActivations: String, Sendable, CaseIterable {
 public let integerKernelsAvailable: Bool = sd_integer_dots_available()
 
 /// Activation rows quantized for the integer kernels: per row `blocks * 32` quants of 8 or 16 bits, and per block
-/// its scale and the sum of its quants.
+/// its scale and the sum of its quants, laid out in one buffer of `bytes(rows:columns:bits:)` bytes.
 private struct IntegerActivations {
-    let bits: Int
     let quants: UnsafeMutableRawPointer
     let scales: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Int32>
 
-    /// Quantizes the rows on `threads` threads (each row's quants depend on that row alone).
-    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int, threads: Int = 1) {
+    static func bytes(rows: Int, columns: Int, bits: Int) -> Int {
+        quantBytes(rows: rows, columns: columns, bits: bits) + 2 * rows * (columns / 32) * 4
+    }
+
+    private static func quantBytes(rows: Int, columns: Int, bits: Int) -> Int {
+        (rows * columns * bits / 8 + 63) & ~63
+    }
+
+    /// Quantizes the rows into `memory` on `threads` threads (each row's quants depend on that row alone).
+    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int, threads: Int = 1,
+         memory: UnsafeMutableRawPointer) {
         let blocks = columns / 32
-        self.bits = bits
-        quants = .allocate(byteCount: rows * columns * bits / 8, alignment: 64)
-        scales = .allocate(capacity: rows * blocks)
-        sums = .allocate(capacity: rows * blocks)
+        quants = memory
+        scales = (memory + Self.quantBytes(rows: rows, columns: columns, bits: bits))
+            .bindMemory(to: Float.self, capacity: rows * blocks)
+        sums = UnsafeMutableRawPointer(scales + rows * blocks).bindMemory(to: Int32.self, capacity: rows * blocks)
         let quants = quants, scales = scales, sums = sums
         parallelChunks(rows, threads: threads, grain: 8) { _, range in
             for i in range {
@@ -59,12 +67,6 @@ private struct IntegerActivations {
                 }
             }
         }
-    }
-
-    func deallocate() {
-        quants.deallocate()
-        scales.deallocate()
-        sums.deallocate()
     }
 }
 
@@ -86,17 +88,16 @@ extension CPUDevice {
     func integerGemm(x: UnsafePointer<Float>, weight: QuantizedMatrix, kernel: sd_weight_type,
                      y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, blocks = weight.columns / 32
-        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: 16, threads: threads)
-        defer { activations.deallocate() }
-        let scratchBytes = Int(sd_int16_gemm_scratch_bytes(Int64(blocks)))
+        let memory = scratch.buffers(1, bytes: IntegerActivations.bytes(rows: m, columns: weight.columns, bits: 16))
+        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: 16, threads: threads,
+                                             memory: memory[0])
         let tiles = (rows + 31) / 32
-        parallelChunks(tiles, threads: threads, grain: 1) { _, range in
-            let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
-            defer { scratch.deallocate() }
+        let tileMemory = scratch.buffers(threads, bytes: Int(sd_int16_gemm_scratch_bytes(Int64(blocks))), first: 1)
+        parallelChunks(tiles, threads: threads, grain: 1) { chunk, range in
             sd_int16_gemm(kernel, weight.data, Int64(weight.rowBytes), Int64(blocks), Int64(range.lowerBound * 32),
                           Int64(min(range.upperBound * 32, rows)),
                           activations.quants.assumingMemoryBound(to: Int16.self), activations.scales,
-                          activations.sums, Int64(m), y, Int64(rows), scratch)
+                          activations.sums, Int64(m), y, Int64(rows), tileMemory[chunk])
         }
     }
 
@@ -106,8 +107,8 @@ extension CPUDevice {
                         y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, rowBytes = weight.rowBytes, blocks = weight.columns / 32
         let bits = quantizedActivations == .int8 ? 8 : 16
-        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits)
-        defer { activations.deallocate() }
+        let memory = scratch.buffers(1, bytes: IntegerActivations.bytes(rows: m, columns: weight.columns, bits: bits))
+        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits, memory: memory[0])
         let units = (rows + 3) / 4
         parallelChunks(units, threads: smallProductThreads(weight, m: m), grain: 8) { _, range in
             let begin = Int64(range.lowerBound * 4), end = Int64(min(range.upperBound * 4, rows))

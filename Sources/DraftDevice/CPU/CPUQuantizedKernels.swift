@@ -179,11 +179,10 @@ extension CPUDevice {
         let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
         let panelRows = quantizedPanelRows(rows: rows, columns: columns, threads: threads)
         let panels = (rows + panelRows - 1) / panelRows
+        let tiles = scratch.buffers(threads, bytes: panelRows * columns * MemoryLayout<Float>.stride)
         withSerialBLAS {
-            parallelChunks(panels, threads: threads, grain: 1) { _, range in
-                // On the heap: a worker thread's stack is too small for a panel.
-                let t = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * columns)
-                defer { t.deallocate() }
+            parallelChunks(panels, threads: threads, grain: 1) { chunk, range in
+                let t = tiles[chunk].assumingMemoryBound(to: Float.self)
                 do {
                     for panel in range {
                         let r0 = panel * panelRows
