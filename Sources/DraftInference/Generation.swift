@@ -100,6 +100,12 @@ public final class TokenStream {
 /// Many prompts through one KV cache of `batchSize` slots, with continuous batching: every step is one forward over
 /// the running sequences' last tokens plus the prompts of newly admitted ones, and a finished sequence's slot takes
 /// the next prompt at once. This is what `distill` runs; `generate` runs it too (batch 1 by default).
+///
+/// A prompt equal to one already in the cache is not prefilled again (`distill` answers each prompt at four
+/// temperatures, and its prompts are longer than its answers). Admitted in the same step as its twin, a sequence takes
+/// the twin's keys and values after the forward and draws its first token from the twin's logits: the same numbers
+/// its own prefill would give, since every row's products and attention depend on that row alone. Admitted later, it
+/// copies all but the last prompt position from the running twin and prefills only the last.
 public final class BatchGenerator {
     public let engine: DecoderEngine
     public let cache: KVCache
@@ -113,6 +119,27 @@ public final class BatchGenerator {
         var decodeSeconds = 0.0
         var decodeSteps = 0
         var admitted = true
+    }
+
+    /// Whether equal prompts share one prefill (on by default; off only to compare against).
+    public var sharesPrompts = true
+    /// How the last `generate` call prefilled its prompts.
+    public private(set) var prefill = PrefillCounts()
+
+    /// Prompt tokens a `generate` call ran through the model, and the prompts that took a twin's prefill instead.
+    public struct PrefillCounts: Equatable, Sendable {
+        /// Prompt positions computed (a prompt copied from a running twin counts its last position only).
+        public var tokens = 0
+        /// Prompts admitted with their twin in one step, which took its keys, values and logits.
+        public var sameStep = 0
+        /// Prompts admitted while a twin was running, which copied all but their last position from it.
+        public var fromRunning = 0
+
+        public init(tokens: Int = 0, sameStep: Int = 0, fromRunning: Int = 0) {
+            self.tokens = tokens
+            self.sameStep = sameStep
+            self.fromRunning = fromRunning
+        }
     }
 
     public init(engine: DecoderEngine, batchSize: Int, capacity: Int? = nil) throws {
@@ -137,23 +164,47 @@ public final class BatchGenerator {
             }
         }
         cache.resetAll()
+        prefill = PrefillCounts()
         var slots = [Running?](repeating: nil, count: cache.slotCount)
         var nextPrompt = 0
         var probabilities = [Float](repeating: 0, count: engine.config.vocabSize)
         var chunks: [SequenceChunk] = []
         var chunkSlots: [Int] = []
+        // Slots admitted this step that take a twin's prefill: (slot, the twin's chunk).
+        var twins: [(slot: Int, chunk: Int)] = []
         while true {
             chunks.removeAll(keepingCapacity: true)
             chunkSlots.removeAll(keepingCapacity: true)
+            twins.removeAll(keepingCapacity: true)
             for s in 0..<cache.slotCount {
                 if slots[s] == nil, nextPrompt < prompts.count, settings.maxNewTokens > 0 {
                     var parameters = settings.sampling
                     parameters.seed = settings.seed(forPrompt: nextPrompt)
-                    slots[s] = Running(index: nextPrompt, promptTokens: prompts[nextPrompt].count,
+                    let prompt = prompts[nextPrompt]
+                    slots[s] = Running(index: nextPrompt, promptTokens: prompt.count,
                                        sampler: Sampler(sampling?[nextPrompt] ?? parameters))
                     try cache.reset(slot: s)
-                    chunks.append(SequenceChunk(slot: s, tokens: prompts[nextPrompt], start: 0))
-                    chunkSlots.append(s)
+                    let twinSlots = !sharesPrompts ? [] : (0..<cache.slotCount).filter { t in
+                        t != s && slots[t] != nil && prompts[slots[t]!.index] == prompt
+                    }
+                    // A twin prefilled whole in this step, else one that is running.
+                    let leader = twinSlots.lazy.compactMap { chunkSlots.firstIndex(of: $0) }
+                        .first { chunks[$0].start == 0 }
+                    let running = twinSlots.first { !slots[$0]!.admitted }
+                    if let leader {
+                        twins.append((s, leader))
+                        prefill.sameStep += 1
+                    } else if let twin = running, prompt.count > 1 {
+                        try cache.copyPrefix(from: twin, to: s, length: prompt.count - 1)
+                        chunks.append(SequenceChunk(slot: s, tokens: [prompt.last!], start: prompt.count - 1))
+                        chunkSlots.append(s)
+                        prefill.fromRunning += 1
+                        prefill.tokens += 1
+                    } else {
+                        chunks.append(SequenceChunk(slot: s, tokens: prompt, start: 0))
+                        chunkSlots.append(s)
+                        prefill.tokens += prompt.count
+                    }
                     nextPrompt += 1
                 } else if let running = slots[s], let last = running.output.last {
                     chunks.append(SequenceChunk(slot: s, tokens: [last], start: cache.lengths[s]))
@@ -172,8 +223,12 @@ public final class BatchGenerator {
             }
             let start = DispatchTime.now().uptimeNanoseconds
             let logits = try engine.forward(chunks, cache: cache, select: .lastRow)
+            for (s, c) in twins {
+                try cache.copyPrefix(from: chunkSlots[c], to: s, length: slots[s]!.promptTokens)
+            }
             var ended: [(Int, FinishReason)] = []
-            for (c, s) in chunkSlots.enumerated() {
+            let drawing = chunkSlots.enumerated().map { (slot: $0.element, chunk: $0.offset) } + twins
+            for (s, c) in drawing {
                 let token = probabilities.withUnsafeMutableBufferPointer {
                     slots[s]!.sampler.sample(logits: logits.row(c), probabilities: $0)
                 }
@@ -188,7 +243,7 @@ public final class BatchGenerator {
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            for s in chunkSlots {
+            for (s, _) in drawing {
                 if slots[s]!.admitted {
                     slots[s]!.prefillSeconds = seconds
                     slots[s]!.admitted = false

@@ -66,6 +66,22 @@ public final class KVCache {
         lengths[slot] = length
     }
 
+    /// Gives slot `destination` the first `length` positions of slot `source` (a prompt that several sequences share
+    /// is prefilled once), and that length.
+    public func copyPrefix(from source: Int, to destination: Int, length: Int) throws {
+        try checkSlot(source)
+        try checkSlot(destination)
+        guard length >= 0, length <= lengths[source] else {
+            throw InputError("KV cache: cannot copy \(length) positions of slot \(source), which holds \(lengths[source])")
+        }
+        let width = kvHeads * headDim
+        for buffer in keys + values where length > 0 && source != destination {
+            try device.copy(buffer.advanced(by: source * capacity * width),
+                            buffer.advanced(by: destination * capacity * width), count: length * width)
+        }
+        lengths[destination] = length
+    }
+
     /// Empties `slot` for a new sequence.
     public func reset(slot: Int) throws {
         try checkSlot(slot)
