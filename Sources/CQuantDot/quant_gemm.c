@@ -151,8 +151,20 @@ SD_INLINE void sd_gemm16_rows(sd_weight_type type, int R, const int32_t *tile, c
             sd_pack_tile(T, w, row_bytes, blocks, c0, count, tile, scales, minimums);                                  \
             const __mmask16 mask0 = (__mmask16)(count >= 16 ? 0xFFFF : (1u << count) - 1);                             \
             const __mmask16 mask1 = (__mmask16)(count >= 32 ? 0xFFFF : count <= 16 ? 0 : (1u << (count - 16)) - 1);    \
-            int64_t i = 0;                                                                                              \
-            for (; i + SD_GEMM_ROWS <= m; i += SD_GEMM_ROWS) SD_GEMM_CALL(T, SD_GEMM_ROWS);                            \
+            /* The next tile's weight rows are one contiguous run of bytes: fetch it into L2, a slice per group of  \
+             * activation rows, while this tile computes. */                                                            \
+            const int64_t next = c0 + SD_TILE_COLUMNS < r1 ? c0 + SD_TILE_COLUMNS : r1;                                \
+            const int64_t next_end = next + SD_TILE_COLUMNS < r1 ? next + SD_TILE_COLUMNS : r1;                        \
+            const uint8_t *ahead = w + next * row_bytes;                                                                \
+            const int64_t ahead_lines = ((next_end - next) * row_bytes + 63) / 64;                                     \
+            const int64_t groups = (m + SD_GEMM_ROWS - 1) / SD_GEMM_ROWS;                                              \
+            int64_t i = 0, line = 0;                                                                                    \
+            for (; i + SD_GEMM_ROWS <= m; i += SD_GEMM_ROWS) {                                                          \
+                const int64_t until = ahead_lines * (i / SD_GEMM_ROWS + 1) / groups;                                   \
+                for (; line < until; line++) _mm_prefetch((const char *)(ahead + line * 64), _MM_HINT_T1);            \
+                SD_GEMM_CALL(T, SD_GEMM_ROWS);                                                                          \
+            }                                                                                                           \
+            for (; line < ahead_lines; line++) _mm_prefetch((const char *)(ahead + line * 64), _MM_HINT_T1);          \
             switch (m - i) {                                                                                            \
             case 3: SD_GEMM_CALL(T, 3); break;                                                                          \
             case 2: SD_GEMM_CALL(T, 2); break;                                                                          \
