@@ -35,7 +35,7 @@ echo "== draft decode, batch 1 (the ratio to the target's batch-1 step is the sp
 "$BIN" bench-generate --shape draft10m --batches 1 --new-tokens 64
 
 PY="$CACHE/ref-venv/bin/python"
-if [[ -x "$PY" ]] && "$PY" -c 'import torch, transformers, gguf' 2>/dev/null && [[ -n "$GGUF" ]]; then
+if [[ -x "$PY" ]] && "$PY" -c 'import torch, transformers, gguf, accelerate' 2>/dev/null && [[ -n "$GGUF" ]]; then
   echo "== transformers generate on $(basename "$GGUF") (fp32, 2 threads, sampling)"
   "$PY" - "$GGUF" "$NEW" <<'PYEOF'
 import sys, time, os, torch
@@ -56,5 +56,5 @@ for batch in (1, 16, 64):
     print(f"transformers batch {batch}: {made} new tokens in {seconds:.2f} s: {made / seconds:.1f} tokens/s")
 PYEOF
 else
-  echo "== transformers: skipped (needs torch, transformers and gguf in $CACHE/ref-venv and the SmolLM2 GGUF)"
+  echo "== transformers: skipped (needs torch, transformers, gguf and accelerate in $CACHE/ref-venv and the SmolLM2 GGUF)"
 fi
