@@ -150,6 +150,22 @@ final class ExportRuntimeTests: XCTestCase {
         XCTAssertTrue(speculative.hasPrefix(greedy), "speculative:\n\(speculative)\ngreedy:\n\(greedy)")
     }
 
+    /// `generate`'s refusals of a model it loads but cannot serve as asked: exit 2, one line naming the model or the
+    /// prompt and what was expected (a trained draft has no chat template, and a context of 128 tokens).
+    func testGenerateRefusesChatWithoutTemplateAndTooLongPrompt() throws {
+        let model = try XCTUnwrap(Self.run).path
+        let chat = try CLI.run(["generate", "--model", model, "--chat", "--prompt", "What is the capital of France?"])
+        XCTAssertEqual(chat.status, 2, chat.stderr)
+        XCTAssertEqual(chat.stderr.split(separator: "\n").count, 1, chat.stderr)
+        XCTAssertTrue(chat.stderr.contains(model) && chat.stderr.contains("no chat template"), chat.stderr)
+        let long = String(repeating: "Emma Woodhouse, handsome, clever, and rich. ", count: 40)
+        let tooLong = try CLI.run(["generate", "--model", model, "--prompt", long, "--max-new-tokens", "4"])
+        XCTAssertEqual(tooLong.status, 2, tooLong.stderr)
+        XCTAssertEqual(tooLong.stderr.split(separator: "\n").count, 1, tooLong.stderr)
+        XCTAssertTrue(tooLong.stderr.contains("longer than the model's context of 128"), tooLong.stderr)
+        XCTAssertTrue(chat.stdout.isEmpty && tooLong.stdout.isEmpty)
+    }
+
     func testGenerateFromEachExportIsTheCheckpoints() throws {
         func greedy(_ model: URL) throws -> [Int] {
             let r = try CLI.run(["generate", "--model", model.path, "--prompt", "Emma Woodhouse, handsome, clever, and rich,",
