@@ -1,3 +1,4 @@
+import CQuantDot
 import Foundation
 
 /// One KV head's cached keys and values for one sequence, and the two products of attention over them for the query
@@ -19,6 +20,25 @@ struct CacheHead {
 
     private var vectorised: Bool { headDim % 16 == 0 }
 
+    /// Positions ahead whose rows the vectorised loops fetch: a head's rows are `stride` floats apart (the other KV
+    /// heads sit between them), a pattern the hardware prefetcher follows late; at batch 64 over KD-length prompts
+    /// the first pass over the keys stalled on memory.
+    static let prefetchDistance = 16
+
+    /// Fetches the `headDim` floats of rows `from..<from + count` of `base` (those below `limit`) into L1.
+    @inline(__always)
+    private func prefetchRows(_ base: UnsafePointer<Float>, from: Int, count: Int, limit: Int) {
+        var t = from
+        while t < min(from + count, limit) {
+            var d = 0
+            while d < headDim {
+                sd_prefetch(base + t * stride + d)
+                d += 16
+            }
+            t += 1
+        }
+    }
+
     /// `scores[h * length + t] = scale * q_h · k_t` for the `heads` query rows at `queries` (adjacent, `headDim` each).
     func scores(queries: UnsafePointer<Float>, heads: Int, scale: Float, into scores: UnsafeMutablePointer<Float>) {
         guard vectorised else {
@@ -32,16 +52,17 @@ struct CacheHead {
         var t = 0
         while t + 4 <= length {
             let k0 = keys + t * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride
+            prefetchRows(keys, from: t + Self.prefetchDistance, count: 4, limit: length)
             for h in 0..<heads {
                 let query = queries + h * headDim
                 var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes()
                 var d = 0
                 while d < headDim {
                     let qv = lanes(query + d)
-                    a0 += qv * lanes(k0 + d)
-                    a1 += qv * lanes(k1 + d)
-                    a2 += qv * lanes(k2 + d)
-                    a3 += qv * lanes(k3 + d)
+                    a0 = a0.addingProduct(qv, lanes(k0 + d))
+                    a1 = a1.addingProduct(qv, lanes(k1 + d))
+                    a2 = a2.addingProduct(qv, lanes(k2 + d))
+                    a3 = a3.addingProduct(qv, lanes(k3 + d))
                     d += 16
                 }
                 let sums = sum4(a0, a1, a2, a3) * scale
@@ -78,11 +99,12 @@ struct CacheHead {
                 var o0 = Lanes(), o1 = Lanes(), o2 = Lanes(), o3 = Lanes()
                 var row = values + d
                 for t in 0..<length {
+                    if h == 0 && d == 0 { prefetchRows(values, from: t + Self.prefetchDistance, count: 1, limit: length) }
                     let w = Lanes(repeating: p[t])
-                    o0 += w * lanes(row)
-                    if width > 16 { o1 += w * lanes(row + 16) }
-                    if width > 32 { o2 += w * lanes(row + 32) }
-                    if width > 48 { o3 += w * lanes(row + 48) }
+                    o0 = o0.addingProduct(w, lanes(row))
+                    if width > 16 { o1 = o1.addingProduct(w, lanes(row + 16)) }
+                    if width > 32 { o2 = o2.addingProduct(w, lanes(row + 32)) }
+                    if width > 48 { o3 = o3.addingProduct(w, lanes(row + 48)) }
                     row += stride
                 }
                 storeLanes(o0, o + d)
