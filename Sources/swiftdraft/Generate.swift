@@ -84,7 +84,9 @@ struct Generate: ParsableCommand {
 /// CPU only; the HPU module comes from `HABANA_VISIBLE_MODULES` as for training.
 func makeInferenceDevice(_ kind: DeviceKind?) throws -> any Device {
     switch kind ?? .cpu {
-    case .cpu: return CPUDevice()
+    case .cpu:
+        try QuantizedActivations.checkEnvironment()
+        return CPUDevice()
     case .hpu: return try HPUDevice()
     }
 }

@@ -57,6 +57,7 @@ struct Speculate: ParsableCommand {
         let entries = try readPromptFile(prompts)
         guard !entries.isEmpty else { throw InputError("--prompts \(prompts): no prompts in the file") }
 
+        try QuantizedActivations.checkEnvironment()
         let targetDevice = CPUDevice()
         let draftDevice = try makeInferenceDevice(self.draftDevice.device)
         let targetModel = try loadModel(target, device: targetDevice)

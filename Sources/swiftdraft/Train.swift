@@ -61,7 +61,9 @@ struct Train: ParsableCommand {
 func makeDevice(config: TrainingConfig, localRank: Int) throws -> any Device {
     switch config.device.kind {
     case "hpu": return try HPUDevice(pluginPath: config.device.plugin, localRank: localRank)
-    case "cpu": return CPUDevice()
+    case "cpu":
+        try QuantizedActivations.checkEnvironment()
+        return CPUDevice()
     default: throw ConfigError("device.kind: expected cpu or hpu, got '\(config.device.kind)'")
     }
 }

@@ -150,9 +150,9 @@ final class ExportRuntimeTests: XCTestCase {
         XCTAssertTrue(speculative.hasPrefix(greedy), "speculative:\n\(speculative)\ngreedy:\n\(greedy)")
     }
 
-    /// `generate`'s refusals of a model it loads but cannot serve as asked: exit 2, one line naming the model or the
-    /// prompt and what was expected (a trained draft has no chat template, and a context of 128 tokens).
-    func testGenerateRefusesChatWithoutTemplateAndTooLongPrompt() throws {
+    /// `generate`'s refusals of what it cannot serve as asked: exit 2, one line naming the model, the prompt or the
+    /// setting and what was expected (a trained draft has no chat template, and a context of 128 tokens).
+    func testGenerateRefusesChatWithoutTemplateTooLongPromptAndUnknownMode() throws {
         let model = try XCTUnwrap(Self.run).path
         let chat = try CLI.run(["generate", "--model", model, "--chat", "--prompt", "What is the capital of France?"])
         XCTAssertEqual(chat.status, 2, chat.stderr)
@@ -164,6 +164,12 @@ final class ExportRuntimeTests: XCTestCase {
         XCTAssertEqual(tooLong.stderr.split(separator: "\n").count, 1, tooLong.stderr)
         XCTAssertTrue(tooLong.stderr.contains("longer than the model's context of 128"), tooLong.stderr)
         XCTAssertTrue(chat.stdout.isEmpty && tooLong.stdout.isEmpty)
+        // A quantized-activation mode that does not exist is refused, not silently replaced by the default.
+        let mode = try CLI.run(["generate", "--model", model, "--prompt", "Emma", "--max-new-tokens", "2"],
+                               environment: ["SWIFTDRAFT_QUANT_ACTIVATIONS": "int4"])
+        XCTAssertEqual(mode.status, 2, mode.stderr)
+        XCTAssertEqual(mode.stderr.split(separator: "\n").count, 1, mode.stderr)
+        XCTAssertTrue(mode.stderr.contains("SWIFTDRAFT_QUANT_ACTIVATIONS=int4: expected exact, int16, int8"), mode.stderr)
     }
 
     func testGenerateFromEachExportIsTheCheckpoints() throws {

@@ -17,13 +17,23 @@ public enum QuantizedActivations: String, Sendable, CaseIterable {
     /// greedy choice).
     case int8
 
-    /// `SWIFTDRAFT_QUANT_ACTIVATIONS` (`exact`, `int16` or `int8`), else `.int16` where the CPU runs it.
+    /// `SWIFTDRAFT_QUANT_ACTIVATIONS` (`exact`, `int16` or `int8`), else `.int16` where the CPU runs it. An
+    /// unrecognised value takes the default here; the commands refuse it first (`checkEnvironment`).
     public static var configured: QuantizedActivations {
         if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_ACTIVATIONS"],
            let mode = QuantizedActivations(rawValue: value) {
             return mode
         }
         return integerKernelsAvailable ? .int16 : .exact
+    }
+
+    /// Refuses a set but unrecognised `SWIFTDRAFT_QUANT_ACTIVATIONS`, which would otherwise run the default silently.
+    public static func checkEnvironment() throws {
+        if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_ACTIVATIONS"],
+           QuantizedActivations(rawValue: value) == nil {
+            throw DeviceError(.invalidArgument, "SWIFTDRAFT_QUANT_ACTIVATIONS=\(value): expected "
+                              + allCases.map(\.rawValue).joined(separator: ", "))
+        }
     }
 }
 
