@@ -75,9 +75,11 @@ public final class KVCache {
             throw InputError("KV cache: cannot copy \(length) positions of slot \(source), which holds \(lengths[source])")
         }
         let width = kvHeads * headDim
-        for buffer in keys + values where length > 0 && source != destination {
-            try device.copy(buffer.advanced(by: source * capacity * width),
-                            buffer.advanced(by: destination * capacity * width), count: length * width)
+        if length > 0 && source != destination {
+            for buffer in keys + values {
+                try device.copy(buffer.advanced(by: source * capacity * width),
+                                buffer.advanced(by: destination * capacity * width), count: length * width)
+            }
         }
         lengths[destination] = length
     }

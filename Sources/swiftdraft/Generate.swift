@@ -84,9 +84,7 @@ struct Generate: ParsableCommand {
 /// CPU only; the HPU module comes from `HABANA_VISIBLE_MODULES` as for training.
 func makeInferenceDevice(_ kind: DeviceKind?) throws -> any Device {
     switch kind ?? .cpu {
-    case .cpu:
-        try QuantizedActivations.checkEnvironment()
-        return CPUDevice()
+    case .cpu: return CPUDevice(quantizedActivations: try .fromEnvironment())
     case .hpu: return try HPUDevice()
     }
 }

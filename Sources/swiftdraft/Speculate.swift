@@ -57,8 +57,7 @@ struct Speculate: ParsableCommand {
         let entries = try readPromptFile(prompts)
         guard !entries.isEmpty else { throw InputError("--prompts \(prompts): no prompts in the file") }
 
-        try QuantizedActivations.checkEnvironment()
-        let targetDevice = CPUDevice()
+        let targetDevice = CPUDevice(quantizedActivations: try .fromEnvironment())
         let draftDevice = try makeInferenceDevice(self.draftDevice.device)
         let targetModel = try loadModel(target, device: targetDevice)
         var draftModel = try loadModel(draft, device: draftDevice)

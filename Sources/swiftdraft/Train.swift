@@ -61,9 +61,7 @@ struct Train: ParsableCommand {
 func makeDevice(config: TrainingConfig, localRank: Int) throws -> any Device {
     switch config.device.kind {
     case "hpu": return try HPUDevice(pluginPath: config.device.plugin, localRank: localRank)
-    case "cpu":
-        try QuantizedActivations.checkEnvironment()
-        return CPUDevice()
+    case "cpu": return CPUDevice(quantizedActivations: try .fromEnvironment())
     default: throw ConfigError("device.kind: expected cpu or hpu, got '\(config.device.kind)'")
     }
 }

@@ -17,23 +17,23 @@ public enum QuantizedActivations: String, Sendable, CaseIterable {
     /// greedy choice).
     case int8
 
-    /// `SWIFTDRAFT_QUANT_ACTIVATIONS` (`exact`, `int16` or `int8`), else `.int16` where the CPU runs it. An
-    /// unrecognised value takes the default here; the commands refuse it first (`checkEnvironment`).
-    public static var configured: QuantizedActivations {
-        if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_ACTIVATIONS"],
-           let mode = QuantizedActivations(rawValue: value) {
-            return mode
+    /// `SWIFTDRAFT_QUANT_ACTIVATIONS` (`exact`, `int16` or `int8`), else `.int16` where the CPU runs it; a set but
+    /// unrecognised value is an error (the commands build their CPU device with this, so it is refused, not ignored).
+    public static func fromEnvironment() throws -> QuantizedActivations {
+        guard let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_ACTIVATIONS"] else {
+            return integerKernelsAvailable ? .int16 : .exact
         }
-        return integerKernelsAvailable ? .int16 : .exact
-    }
-
-    /// Refuses a set but unrecognised `SWIFTDRAFT_QUANT_ACTIVATIONS`, which would otherwise run the default silently.
-    public static func checkEnvironment() throws {
-        if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_ACTIVATIONS"],
-           QuantizedActivations(rawValue: value) == nil {
+        guard let mode = QuantizedActivations(rawValue: value) else {
             throw DeviceError(.invalidArgument, "SWIFTDRAFT_QUANT_ACTIVATIONS=\(value): expected "
                               + allCases.map(\.rawValue).joined(separator: ", "))
         }
+        return mode
+    }
+
+    /// `fromEnvironment()`, with the default in place of an unrecognised value (`CPUDevice()`'s default, which
+    /// cannot throw).
+    public static var configured: QuantizedActivations {
+        (try? fromEnvironment()) ?? (integerKernelsAvailable ? .int16 : .exact)
     }
 }
 
@@ -41,24 +41,21 @@ public enum QuantizedActivations: String, Sendable, CaseIterable {
 public let integerKernelsAvailable: Bool = sd_integer_dots_available()
 
 /// Activation rows quantized for the integer kernels: per row `blocks * 32` quants of 8 or 16 bits, and per block
-/// its scale and the sum of its quants, laid out in one buffer of `bytes(rows:columns:bits:)` bytes.
+/// its scale and the sum of its quants, laid out in the arena's shared buffer.
 private struct IntegerActivations {
     let quants: UnsafeMutableRawPointer
     let scales: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Int32>
 
-    static func bytes(rows: Int, columns: Int, bits: Int) -> Int {
-        quantBytes(rows: rows, columns: columns, bits: bits) + 2 * rows * (columns / 32) * 4
-    }
-
     private static func quantBytes(rows: Int, columns: Int, bits: Int) -> Int {
         (rows * columns * bits / 8 + 63) & ~63
     }
 
-    /// Quantizes the rows into `memory` on `threads` threads (each row's quants depend on that row alone).
-    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int, threads: Int = 1,
-         memory: UnsafeMutableRawPointer) {
+    /// Quantizes the rows into `arena`'s shared buffer on `threads` threads (each row's quants depend on that row
+    /// alone).
+    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, bits: Int, threads: Int = 1, arena: ScratchArena) {
         let blocks = columns / 32
+        let memory = arena.shared(bytes: Self.quantBytes(rows: rows, columns: columns, bits: bits) + 2 * rows * blocks * 4)
         quants = memory
         scales = (memory + Self.quantBytes(rows: rows, columns: columns, bits: bits))
             .bindMemory(to: Float.self, capacity: rows * blocks)
@@ -98,11 +95,10 @@ extension CPUDevice {
     func integerGemm(x: UnsafePointer<Float>, weight: QuantizedMatrix, kernel: sd_weight_type,
                      y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, blocks = weight.columns / 32
-        let memory = scratch.buffers(1, bytes: IntegerActivations.bytes(rows: m, columns: weight.columns, bits: 16))
         let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: 16, threads: threads,
-                                             memory: memory[0])
+                                             arena: scratch)
         let tiles = (rows + 31) / 32
-        let tileMemory = scratch.buffers(threads, bytes: Int(sd_int16_gemm_scratch_bytes(Int64(blocks))), first: 1)
+        let tileMemory = scratch.perThread(threads, bytes: Int(sd_int16_gemm_scratch_bytes(Int64(blocks))))
         parallelChunks(tiles, threads: threads, grain: 1) { chunk, range in
             sd_int16_gemm(kernel, weight.data, Int64(weight.rowBytes), Int64(blocks), Int64(range.lowerBound * 32),
                           Int64(min(range.upperBound * 32, rows)),
@@ -117,8 +113,7 @@ extension CPUDevice {
                         y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, rowBytes = weight.rowBytes, blocks = weight.columns / 32
         let bits = quantizedActivations == .int8 ? 8 : 16
-        let memory = scratch.buffers(1, bytes: IntegerActivations.bytes(rows: m, columns: weight.columns, bits: bits))
-        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits, memory: memory[0])
+        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits, arena: scratch)
         let units = (rows + 3) / 4
         parallelChunks(units, threads: smallProductThreads(weight, m: m), grain: 8) { _, range in
             let begin = Int64(range.lowerBound * 4), end = Int64(min(range.upperBound * 4, rows))

@@ -179,7 +179,7 @@ extension CPUDevice {
         let rows = weight.rows, columns = weight.columns, rowBytes = weight.rowBytes
         let panelRows = quantizedPanelRows(rows: rows, columns: columns, threads: threads)
         let panels = (rows + panelRows - 1) / panelRows
-        let tiles = scratch.buffers(threads, bytes: panelRows * columns * MemoryLayout<Float>.stride)
+        let tiles = scratch.perThread(threads, bytes: panelRows * columns * MemoryLayout<Float>.stride)
         withSerialBLAS {
             parallelChunks(panels, threads: threads, grain: 1) { chunk, range in
                 let t = tiles[chunk].assumingMemoryBound(to: Float.self)
