@@ -65,11 +65,26 @@ while matrix("blk.\(layer).attn_q.weight") != nil {
     }
     layer += 1
 }
-guard let head = matrix("output.weight") ?? matrix("token_embd.weight"), !layers.isEmpty else {
+guard var head = matrix("output.weight") ?? matrix("token_embd.weight"), !layers.isEmpty else {
     FileHandle.standardError.write("quant-bench: \(options.model): expected blk.N.attn_q.weight and token_embd.weight\n".data(using: .utf8)!)
     exit(2)
 }
 let device = CPUDevice(threads: options.threads)
+// As an engine runs them: each matrix with its backend layout (the interleaved rows of the int16 few-row products).
+var preparedMemory: [AnyObject?] = []
+do {
+    layers = try layers.map {
+        let (matrix, owner) = try device.prepareForProducts($0)
+        preparedMemory.append(owner)
+        return matrix
+    }
+    let (matrix, owner) = try device.prepareForProducts(head)
+    head = matrix
+    preparedMemory.append(owner)
+} catch {
+    FileHandle.standardError.write("quant-bench: \(error)\n".data(using: .utf8)!)
+    exit(2)
+}
 let widest = (layers + [head]).map { max($0.rows, $0.columns) }.max()!
 let maxRows = max(options.prompt, options.batch)
 let x = try device.allocate(Float.self, count: maxRows * widest)
@@ -170,7 +185,7 @@ var result: [String: Any] = [
 if options.sweep {
     // Seconds per row of the layer products at each m, to place the fused/panel crossover.
     var sweep: [String: Double] = [:]
-    for m in [1, 2, 4, 8, 12, 16, 24, 32, 64] {
+    for m in [1, 2, 4, 8, 12, 16, 24, 32, 64, 96, 128, 256] where m <= maxRows {
         var times: [Double] = []
         for _ in 0..<3 {
             let t = now()

@@ -256,6 +256,9 @@ extension InstrumentedDevice {
         }
         try check("quantized_linear", "y", y, rows: m, cols: weight.rows)
     }
+    public func prepareForProducts(_ weight: QuantizedMatrix) throws -> (matrix: QuantizedMatrix, owner: AnyObject?) {
+        try base.prepareForProducts(weight)
+    }
     public func quantizedEmbedding(tokens: DevicePointer<Int32>, table: QuantizedMatrix, out: DevicePointer<Float>,
                                    count: Int) throws {
         try run("qembedding \(table.type.name)") {

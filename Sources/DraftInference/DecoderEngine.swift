@@ -68,8 +68,9 @@ public final class DecoderEngine {
     /// With a subset head: its rows gathered once at init (`(K, dim)`; the weights are fixed while the engine runs),
     /// and host scratch for a chunk's `(headRows, K)` logits before they are spread over the full vocabulary.
     private var subsetHead: (ids: [Int32], weight: LinearWeight, scores: UnsafeMutablePointer<Float>)?
-    /// A quantized subset head's gathered rows (host memory the engine owns).
+    /// A quantized subset head's gathered rows (host memory the engine owns), and what the device made of them.
     private var subsetHeadBytes: UnsafeMutableRawPointer?
+    private var subsetHeadPrepared: AnyObject?
 
     public init(config: DecoderConfig, weights: DecoderWeights, device: any Device, maxRows: Int = 256,
                 headRows: Int = 64) throws {
@@ -81,7 +82,7 @@ public final class DecoderEngine {
             throw InputError("model: heads \(config.heads), kv_heads \(config.kvHeads), head dim \(config.headDim) and \(config.ropeInverseFrequencies.count) rotary frequencies do not fit together")
         }
         self.config = config
-        self.weights = weights
+        self.weights = try weights.prepared(for: device)
         self.device = device
         self.maxRows = max(1, maxRows)
         self.headRows = max(1, headRows)
@@ -137,8 +138,11 @@ public final class DecoderEngine {
                                                                 byteCount: table.rowBytes)
                     }
                     subsetHeadBytes = bytes
-                    compact = .quantized(QuantizedMatrix(type: table.type, rows: ids.count, columns: table.columns,
-                                                         data: UnsafeRawPointer(bytes)))
+                    let prepared = try device.prepareForProducts(
+                        QuantizedMatrix(type: table.type, rows: ids.count, columns: table.columns,
+                                        data: UnsafeRawPointer(bytes)))
+                    subsetHeadPrepared = prepared.owner
+                    compact = .quantized(prepared.matrix)
                 }
                 subsetHead = (ids, compact, .allocate(capacity: self.headRows * ids.count))
             }

@@ -123,3 +123,48 @@ public struct DecoderWeights: @unchecked Sendable {
         self.owner = owner
     }
 }
+
+extension DecoderWeights {
+    /// These weights with every quantized matrix prepared for `device`'s products (`prepareForProducts`: the CPU's
+    /// interleaved rows); a matrix used twice (a tied embedding and head) is prepared once and shared. fp32 weights
+    /// are kept as they are. The result's owner keeps both the new memory and these weights' owner alive.
+    public func prepared(for device: any Device) throws -> DecoderWeights {
+        let storage = PreparedWeightStorage(keeping: owner)
+        var done: [UnsafeRawPointer: QuantizedMatrix] = [:]
+        func prepare(_ weight: LinearWeight) throws -> LinearWeight {
+            guard case .quantized(let matrix) = weight else { return weight }
+            if let shared = done[matrix.data], shared.rows == matrix.rows { return .quantized(shared) }
+            let (prepared, owner) = try device.prepareForProducts(matrix)
+            if let owner { storage.owners.append(owner) }
+            done[matrix.data] = prepared
+            return .quantized(prepared)
+        }
+        var w = self
+        w.embedding = try prepare(embedding)
+        for (l, layer) in layers.enumerated() {
+            var p = layer
+            p.q = try prepare(layer.q)
+            p.k = try prepare(layer.k)
+            p.v = try prepare(layer.v)
+            p.o = try prepare(layer.o)
+            p.gate = try prepare(layer.gate)
+            p.up = try prepare(layer.up)
+            p.down = try prepare(layer.down)
+            w.layers[l] = p
+        }
+        w.head = try prepare(head)
+        if !storage.owners.isEmpty { w.owner = storage }
+        return w
+    }
+}
+
+/// What prepared weights own: the backend's memory for each matrix, and the original weights' owner (the prepared
+/// matrices still point into its data, and the norms and biases are its).
+final class PreparedWeightStorage: @unchecked Sendable {
+    private let original: AnyObject?
+    var owners: [AnyObject] = []
+
+    init(keeping original: AnyObject?) {
+        self.original = original
+    }
+}

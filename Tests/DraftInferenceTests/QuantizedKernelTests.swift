@@ -244,14 +244,22 @@ final class QuantizedKernelTests: XCTestCase {
         }
         for type in [GGMLType.q4_0, .q4_1, .q8_0] {
             for columns in [96, 576] {
+                // 130 rows prepared: 8 interleaved groups of 16 and 2 rows the row kernels take; 13: no group.
                 for rows in [13, 130] {
+                  for prepare in [false, true] {
                     let bytes = Self.randomMatrix(type, rows: rows, columns: columns, seed: UInt64(rows + columns))
                     let w = Self.reference(type, bytes, elements: rows * columns)
                     let rowBytes = columns / 32 * type.blockBytes
+                    let groups = try bytes.withUnsafeBytes { raw in
+                        try device2.prepareForProducts(QuantizedMatrix(type: type, rows: rows, columns: columns,
+                                                                       data: raw.baseAddress!)).matrix.interleaved?.groups
+                    }
+                    XCTAssertEqual(groups, mode == .int16 && rows >= 16 ? rows / 16 : nil, "\(mode) \(type.name) \(rows) rows")
+                    if prepare && groups == nil { continue }  // the same product as unprepared
                     // m = 7 runs a group of 4 rows and one of 3; from m = 16 the 16-bit GEMM runs whatever the
-                    // mode, its tiles of 32 weight rows ending part-full (13 and 130 rows), with 1 row past the
-                    // groups of 4 activation rows (17, 37).
-                    for m in [1, 2, 3, 4, 7, 17, 37] {
+                    // mode (on interleaved weights from m = 64), its tiles of 32 weight rows ending part-full (13
+                    // and 130 rows), with 1 row past the groups of 4 activation rows (17, 37, 65).
+                    for m in [1, 2, 3, 4, 7, 17, 37] + (prepare ? [65] : []) {
                         let levels: Float = m >= 16 ? 32767 : levels
                         var rng = SplitMix(UInt64(m * 31 + rows))
                         var x = (0..<(m * columns)).map { _ in (rng.unit() - 0.5) * 2 }
@@ -260,9 +268,12 @@ final class QuantizedKernelTests: XCTestCase {
                         let yp = try device2.allocate(Float.self, count: m * rows)
                         let ys = try serial.allocate(Float.self, count: m * rows)
                         try bytes.withUnsafeBytes { raw in
-                            let matrix = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
-                            try device2.quantizedLinear(x: xp, weight: matrix, y: yp, m: m)
-                            try serial.quantizedLinear(x: xp, weight: matrix, y: ys, m: m)
+                            let plain = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
+                            let (matrix, owner) = prepare ? try device2.prepareForProducts(plain) : (plain, nil)
+                            try withExtendedLifetime(owner) {
+                                try device2.quantizedLinear(x: xp, weight: matrix, y: yp, m: m)
+                                try serial.quantizedLinear(x: xp, weight: matrix, y: ys, m: m)
+                            }
                         }
                         let y = try download(yp, count: m * rows), ySerial = try download(ys, count: m * rows)
                         XCTAssertEqual(y, ySerial, "\(mode) \(type.name) m=\(m): 1 and 2 threads differ")
@@ -305,13 +316,58 @@ final class QuantizedKernelTests: XCTestCase {
                                 worstBound = max(worstBound, abs(got - exact) / (loss + 1e-6 * magnitude))
                             }
                         }
-                        XCTAssertLessThan(worstReference, 1e-6, "\(mode) \(type.name) \(rows)x\(columns) m=\(m): against its reference")
-                        XCTAssertLessThanOrEqual(worstBound, 1, "\(mode) \(type.name) \(rows)x\(columns) m=\(m): past the quantization bound")
+                        let what = "\(mode) \(type.name) \(rows)x\(columns) m=\(m)\(prepare ? " interleaved" : "")"
+                        XCTAssertLessThan(worstReference, 1e-6, "\(what): against its reference")
+                        XCTAssertLessThanOrEqual(worstBound, 1, "\(what): past the quantization bound")
                         device2.free(xp); device2.free(yp); serial.free(ys)
                     }
+                  }
                 }
             }
         }
+    }
+
+    /// Rows of an interleaved matrix (a fused qkv's q, k and v): a slice that starts on a group keeps the groups it
+    /// covers and takes its other rows from the plain layout (the whole product's rows exactly), one that does not
+    /// falls back to the row kernels (the same sums in another order).
+    func testInterleavedRowSlicesMatchTheWholeProduct() throws {
+        guard integerKernelsAvailable else { throw XCTSkip("this CPU has no AVX-512 VNNI: nothing is interleaved") }
+        let device = CPUDevice(threads: 2, quantizedActivations: .int16)
+        let rows = 72, columns = 64, m = 3
+        let bytes = Self.randomMatrix(.q4_1, rows: rows, columns: columns, seed: 11)
+        var rng = SplitMix(7)
+        let xp = try upload((0..<(m * columns)).map { _ in rng.unit() - 0.5 })
+        try bytes.withUnsafeBytes { raw in
+            let plain = QuantizedMatrix(type: .q4_1, rows: rows, columns: columns, data: raw.baseAddress!)
+            let (whole, owner) = try device.prepareForProducts(plain)
+            defer { withExtendedLifetime(owner) {} }
+            XCTAssertEqual(whole.interleaved?.groups, 4)
+            let yp = try device.allocate(Float.self, count: m * rows)
+            try device.quantizedLinear(x: xp, weight: whole, y: yp, m: m)
+            let y = try download(yp, count: m * rows)
+            // (range, interleaved groups the slice keeps)
+            for (range, groups) in [(16..<48, 2), (32..<72, 2), (64..<72, nil), (8..<40, nil), (0..<72, 4)] as [(Range<Int>, Int?)] {
+                let slice = whole.rows(range)
+                XCTAssertEqual(slice.interleaved?.groups, groups, "rows \(range)")
+                let sp = try device.allocate(Float.self, count: m * range.count)
+                try device.quantizedLinear(x: xp, weight: slice, y: sp, m: m)
+                let got = try download(sp, count: m * range.count)
+                for i in 0..<m {
+                    let sliced = Array(got[(i * range.count)..<((i + 1) * range.count)])
+                    let expected = Array(y[(i * rows + range.lowerBound)..<(i * rows + range.upperBound)])
+                    if groups != nil {
+                        XCTAssertEqual(sliced, expected, "rows \(range), row \(i)")
+                    } else {
+                        for (a, b) in zip(sliced, expected) {
+                            XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "rows \(range), row \(i)")
+                        }
+                    }
+                }
+                device.free(sp)
+            }
+            device.free(yp)
+        }
+        device.free(xp)
     }
 
     func testOutOfRangeTokenIsAnError() throws {

@@ -1,13 +1,26 @@
 import DraftFormats
 import Foundation
 
-/// Activation rows from which the products switch from fused dequantize-and-dot to fp32 panels and `sgemm`
-/// (placed by `quant-bench --sweep`, run under each setting of `SWIFTDRAFT_QUANT_PANEL_FROM`, which overrides it).
+/// Activation rows from which products on weights without interleaved rows switch from the row kernels to the 16-bit
+/// GEMM (integer modes) or to fp32 panels and `sgemm` (placed by `quant-bench --sweep`, run under each setting of
+/// `SWIFTDRAFT_QUANT_PANEL_FROM`, which overrides it).
 let quantizedPanelCrossover: Int = {
     if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_PANEL_FROM"], let n = Int(value), n > 0 {
         return n
     }
     return 16
+}()
+
+/// Activation rows from which products on interleaved weights (`prepareForProducts`) leave the interleaved kernel for
+/// the 16-bit GEMM. The interleaved kernel widens each weight block again per 4 activation rows where the GEMM widens
+/// it once per product, yet its layout saves the GEMM's transposes: `quant-bench --sweep` (three alternated rounds on
+/// SmolLM2's layers, ms per row) had it ahead at 16-32 rows (0.74-0.86 against 1.55-1.71 at 16) and level from 64
+/// (0.65-1.19 both ways). `SWIFTDRAFT_QUANT_INTERLEAVED_UNTIL` overrides it.
+let interleavedGemmCrossover: Int = {
+    if let value = ProcessInfo.processInfo.environment["SWIFTDRAFT_QUANT_INTERLEAVED_UNTIL"], let n = Int(value), n > 0 {
+        return n
+    }
+    return 64
 }()
 
 /// Weight bytes times activation rows under which a fused product runs on one thread
@@ -32,8 +45,9 @@ func quantizedPanelRows(rows: Int, columns: Int, threads: Int) -> Int {
 
 extension CPUDevice {
     /// `y (m x rows) = x (m x columns) * weight^T`, the weight staying in its block type: small `m` decodes each
-    /// weight once per product into registers (for Q4_0/Q4_1/Q8_0 integer kernels on quantized activations, or fused
-    /// fp32 kernels when `quantizedActivations` is `.exact`; a row at a time through L1 for the other types). Large
+    /// weight once per product into registers (for Q4_0/Q4_1/Q8_0 integer kernels on quantized activations, on the
+    /// interleaved rows of `prepareForProducts` where the weight has them, or fused fp32 kernels when
+    /// `quantizedActivations` is `.exact`; a row at a time through L1 for the other types). Large
     /// `m` runs the 16-bit integer GEMM for those types on quantized activations, and otherwise dequantizes bounded
     /// panels of rows for `sgemm`.
     public func quantizedLinear(x: DevicePointer<Float>, weight: QuantizedMatrix, y: DevicePointer<Float>,
@@ -46,7 +60,10 @@ extension CPUDevice {
             for i in 0..<m { (y + i * weight.rows).update(repeating: 0, count: weight.rows) }
             return
         }
-        if m >= quantizedPanelCrossover && weight.type != .f32 {
+        if m < interleavedGemmCrossover, let interleaved = weight.interleaved, quantizedActivations == .int16,
+           let kernel = integerKernelType(weight.type) {
+            interleavedProduct(x: x, weight: weight, interleaved: interleaved, kernel: kernel, y: y, m: m)
+        } else if m >= quantizedPanelCrossover && weight.type != .f32 {
             if let kernel = integerKernelType(weight.type) {
                 integerGemm(x: x, weight: weight, kernel: kernel, y: y, m: m)
             } else {
