@@ -31,6 +31,21 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(scalars["val_loss/code"]?.map { Int($0[0]) }, [6, 12])
     }
 
+    /// MFU is the model's FLOP rate over the device's measured peak; a peak measured on a busy machine (here: given
+    /// as 0.001 GFLOP/s) is measured again when a step beats it, so no logged MFU exceeds 1.
+    func testMFUStaysAtMostOneWhenTheStartMeasuredALowPeak() throws {
+        let fixture = try RunFixture("mfu-peak")
+        defer { fixture.remove() }
+        let config = try fixture.writeConfig()
+        let run = fixture.work.appendingPathComponent("run")
+        let r = try fixture.train(config: config, runDirectory: run, arguments: ["--max-steps", "3"],
+                                  environment: ["SWIFTDRAFT_TEST_PEAK_GFLOPS": "0.001"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let mfus = try readMetrics(run).filter { $0["event"] == nil }.compactMap { $0["mfu"] as? Double }
+        XCTAssertEqual(mfus.count, 3)
+        for mfu in mfus { XCTAssert(mfu > 0 && mfu <= 1, "logged MFU \(mfu)") }
+    }
+
     func testTensorBoardCanBeTurnedOff() throws {
         let fixture = try RunFixture("tensorboard-off")
         defer { fixture.remove() }
