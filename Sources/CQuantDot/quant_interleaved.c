@@ -1,6 +1,7 @@
 /*
- * The few-row integer product on weights interleaved 16 rows at a time (quant_dot.h, `sd_int16_interleave` and
- * `sd_int16_interleaved_product`): decode and speculative verification, where each weight is read from memory once
+ * The few-row integer products on weights interleaved 16 rows at a time (quant_dot.h, `sd_interleave`,
+ * `sd_int16_interleaved_product` and `sd_int8_interleaved_product`): decode and speculative verification, where each
+ * weight is read from memory once
  * per product and the rows of the product (1 to a few) share it.
  *
  * The row kernels (quant_dot.c) give each block's dot its own vector: one weight row against one activation row, 16
@@ -24,12 +25,12 @@
 /* Bytes of one block's header in a group: 16 scales d, and for Q4_1 16 minimums m, as halves. */
 static int64_t sd_group_header_bytes(sd_weight_type type) { return type == SD_WEIGHT_Q4_1 ? 64 : 32; }
 
-void sd_int16_interleave(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t groups,
-                         void *out) {
+void sd_interleave(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t groups,
+                   int lane_bytes, void *out) {
     const int64_t block_bytes = type == SD_WEIGHT_Q4_0 ? 18 : type == SD_WEIGHT_Q4_1 ? 20 : 34;
     const int64_t header = sd_group_header_bytes(type);
     const int64_t quant_start = type == SD_WEIGHT_Q4_1 ? 4 : 2; /* where a block's quants begin */
-    const int64_t words = (block_bytes - quant_start) / 2;       /* 8 words of nibbles, 16 of Q8_0 bytes */
+    const int64_t units = (block_bytes - quant_start) / lane_bytes;
     const uint8_t *src = (const uint8_t *)w;
     uint8_t *dst = (uint8_t *)out;
     for (int64_t g = 0; g < groups; g++) {
@@ -39,9 +40,11 @@ void sd_int16_interleave(sd_weight_type type, const void *w, int64_t row_bytes, 
                 /* Header: d of the 16 rows, then (Q4_1) their m. */
                 memcpy(dst + 2 * r, block, 2);
                 if (type == SD_WEIGHT_Q4_1) memcpy(dst + 32 + 2 * r, block + 2, 2);
-                /* Quants: word c of row r at chunk c, lane r (each chunk is 16 lanes of 2 bytes). A 4-bit block's
-                 * word c holds elements 2c, 2c + 1 in its low nibbles and 2c + 16, 2c + 17 in its high ones. */
-                for (int64_t c = 0; c < words; c++) memcpy(dst + header + c * 32 + 2 * r, block + quant_start + 2 * c, 2);
+                /* Quants: unit c of row r (lane_bytes bytes) at chunk c, lane r. A 4-bit block's byte j holds element j
+                 * in its low nibble and j + 16 in its high one. */
+                for (int64_t c = 0; c < units; c++) {
+                    memcpy(dst + header + (c * 16 + r) * lane_bytes, block + quant_start + c * lane_bytes, lane_bytes);
+                }
             }
             dst += 16 * block_bytes;
         }
@@ -127,36 +130,126 @@ SD_INTERLEAVED_TYPE(SD_WEIGHT_Q4_0)
 SD_INTERLEAVED_TYPE(SD_WEIGHT_Q4_1)
 SD_INTERLEAVED_TYPE(SD_WEIGHT_Q8_0)
 
-void sd_int16_interleaved_product(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin,
-                                  int64_t group_end, const int16_t *qs, const float *d, const int32_t *sums, int64_t m,
-                                  float *y, int64_t y_stride) {
-    typedef void (*group_fn)(const uint8_t *, int64_t, const int16_t *, const float *, const int32_t *, float *,
-                             int64_t);
-    static const group_fn table[3][4] = {
-        {sd_interleaved_SD_WEIGHT_Q4_0_1, sd_interleaved_SD_WEIGHT_Q4_0_2, sd_interleaved_SD_WEIGHT_Q4_0_3,
-         sd_interleaved_SD_WEIGHT_Q4_0_4},
-        {sd_interleaved_SD_WEIGHT_Q4_1_1, sd_interleaved_SD_WEIGHT_Q4_1_2, sd_interleaved_SD_WEIGHT_Q4_1_3,
-         sd_interleaved_SD_WEIGHT_Q4_1_4},
-        {sd_interleaved_SD_WEIGHT_Q8_0_1, sd_interleaved_SD_WEIGHT_Q8_0_2, sd_interleaved_SD_WEIGHT_Q8_0_3,
-         sd_interleaved_SD_WEIGHT_Q8_0_4},
-    };
-    if ((unsigned)type > SD_WEIGHT_Q8_0 || m < 1) return;
-    const int64_t group_bytes = 16 * sd_block_bytes(type) * blocks;
-    for (int64_t g = group_begin; g < group_end; g++) {
-        const uint8_t *group = (const uint8_t *)packed + g * group_bytes;
-        for (int64_t i = 0; i < m; i += SD_INTERLEAVED_ROWS) {
-            const int64_t rows = m - i < SD_INTERLEAVED_ROWS ? m - i : SD_INTERLEAVED_ROWS;
-            table[type][rows - 1](group, blocks, qs + i * blocks * 32, d + i * blocks, sums + i * blocks,
-                                  y + i * y_stride + g * 16, y_stride);
+/* The 4 activation bytes (4q, ..., 4q + 3) of an 8-bit block, broadcast to all 16 lanes. */
+SD_INLINE __m512i sd_quad(const int8_t *block, int q) {
+    int32_t quad;
+    memcpy(&quad, block + 4 * q, sizeof quad);
+    return _mm512_set1_epi32(quad);
+}
+
+/*
+ * As `sd_interleaved_group` with 8-bit activations and 4-byte lanes: `vpdpbusd` multiplies 4 unsigned weight bytes
+ * by 4 signed activation bytes per lane, so a block takes 8 of them per activation row where 16-bit activations take
+ * 16 `vpdpwssd`. The weights enter unsigned (nibbles as they are, Q8_0 bytes offset by 128) and the offsets return as
+ * -8 * sum(q_x) (Q4_0) or -128 * sum(q_x) (Q8_0), the same for every row, in the integer sum's start.
+ */
+SD_INLINE void sd_interleaved8_group(sd_weight_type type, int M, const uint8_t *group, int64_t blocks,
+                                     const int8_t *qs, const float *d, const int32_t *sums, float *y,
+                                     int64_t y_stride) {
+    const int64_t block_bytes = 16 * sd_block_bytes(type), header = sd_group_header_bytes(type);
+    const __m512i nibble = _mm512_set1_epi8(0x0F), sign_flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[SD_INTERLEAVED_ROWS];
+    for (int i = 0; i < M; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint8_t *p = group + b * block_bytes;
+        const uint8_t *quants = p + header;
+        const int8_t *x[SD_INTERLEAVED_ROWS];
+        __m512i even[SD_INTERLEAVED_ROWS], odd[SD_INTERLEAVED_ROWS];
+        for (int i = 0; i < M; i++) {
+            x[i] = qs + (i * blocks + b) * 32;
+            const int32_t s = sums[i * blocks + b];
+            even[i] = type == SD_WEIGHT_Q4_0   ? _mm512_set1_epi32(-8 * s)
+                      : type == SD_WEIGHT_Q8_0 ? _mm512_set1_epi32(-128 * s)
+                                               : _mm512_setzero_si512();
+            odd[i] = _mm512_setzero_si512();
+        }
+        if (type == SD_WEIGHT_Q8_0) {
+            for (int c = 0; c < 8; c += 2) {
+                const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(quants + c * 64)), sign_flip);
+                const __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(quants + c * 64 + 64)), sign_flip);
+                for (int i = 0; i < M; i++) {
+                    even[i] = _mm512_dpbusd_epi32(even[i], w0, sd_quad(x[i], c));
+                    odd[i] = _mm512_dpbusd_epi32(odd[i], w1, sd_quad(x[i], c + 1));
+                }
+            }
+        } else {
+            for (int c = 0; c < 4; c++) {
+                const __m512i bytes = _mm512_loadu_si512((const void *)(quants + c * 64));
+                const __m512i low = _mm512_and_si512(bytes, nibble);
+                const __m512i high = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble);
+                for (int i = 0; i < M; i++) {
+                    even[i] = _mm512_dpbusd_epi32(even[i], low, sd_quad(x[i], c));
+                    odd[i] = _mm512_dpbusd_epi32(odd[i], high, sd_quad(x[i], c + 4));
+                }
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+        for (int i = 0; i < M; i++) {
+            const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(even[i], odd[i]));
+            acc[i] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dw, _mm512_set1_ps(d[i * blocks + b])), acc[i]);
+        }
+        if (type == SD_WEIGHT_Q4_1) {
+            const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+            for (int i = 0; i < M; i++) {
+                const float sx = d[i * blocks + b] * (float)sums[i * blocks + b];
+                acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), acc[i]);
+            }
         }
     }
+    for (int i = 0; i < M; i++) _mm512_storeu_ps(y + i * y_stride, acc[i]);
 }
+
+#define SD_INTERLEAVED8(T, M)                                                                                         \
+    SD_VNNI __attribute__((noinline)) static void sd_interleaved8_##T##_##M(                                         \
+        const uint8_t *group, int64_t blocks, const int8_t *qs, const float *d, const int32_t *sums, float *y,      \
+        int64_t y_stride) {                                                                                           \
+        sd_interleaved8_group(T, M, group, blocks, qs, d, sums, y, y_stride);                                         \
+    }
+#define SD_INTERLEAVED8_TYPE(T) SD_INTERLEAVED8(T, 1) SD_INTERLEAVED8(T, 2) SD_INTERLEAVED8(T, 3) SD_INTERLEAVED8(T, 4)
+SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q4_0)
+SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q4_1)
+SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q8_0)
+
+/* Groups [group_begin, group_end) against m activation rows, 4 at a time, with the group kernel KERNEL for rows of
+ * quants Q. */
+#define SD_INTERLEAVED_PRODUCT(NAME, KERNEL, Q)                                                                      \
+    void NAME(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin, int64_t group_end,      \
+              const Q *qs, const float *d, const int32_t *sums, int64_t m, float *y, int64_t y_stride) {            \
+        typedef void (*group_fn)(const uint8_t *, int64_t, const Q *, const float *, const int32_t *, float *,      \
+                                 int64_t);                                                                            \
+        static const group_fn table[3][4] = {                                                                         \
+            {KERNEL##_SD_WEIGHT_Q4_0_1, KERNEL##_SD_WEIGHT_Q4_0_2, KERNEL##_SD_WEIGHT_Q4_0_3,                          \
+             KERNEL##_SD_WEIGHT_Q4_0_4},                                                                              \
+            {KERNEL##_SD_WEIGHT_Q4_1_1, KERNEL##_SD_WEIGHT_Q4_1_2, KERNEL##_SD_WEIGHT_Q4_1_3,                          \
+             KERNEL##_SD_WEIGHT_Q4_1_4},                                                                              \
+            {KERNEL##_SD_WEIGHT_Q8_0_1, KERNEL##_SD_WEIGHT_Q8_0_2, KERNEL##_SD_WEIGHT_Q8_0_3,                          \
+             KERNEL##_SD_WEIGHT_Q8_0_4},                                                                              \
+        };                                                                                                            \
+        if ((unsigned)type > SD_WEIGHT_Q8_0 || m < 1) return;                                                         \
+        const int64_t group_bytes = 16 * sd_block_bytes(type) * blocks;                                               \
+        for (int64_t g = group_begin; g < group_end; g++) {                                                           \
+            const uint8_t *group = (const uint8_t *)packed + g * group_bytes;                                         \
+            for (int64_t i = 0; i < m; i += SD_INTERLEAVED_ROWS) {                                                    \
+                const int64_t rows = m - i < SD_INTERLEAVED_ROWS ? m - i : SD_INTERLEAVED_ROWS;                       \
+                table[type][rows - 1](group, blocks, qs + i * blocks * 32, d + i * blocks, sums + i * blocks,         \
+                                      y + i * y_stride + g * 16, y_stride);                                           \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+SD_INTERLEAVED_PRODUCT(sd_int16_interleaved_product, sd_interleaved, int16_t)
+SD_INTERLEAVED_PRODUCT(sd_int8_interleaved_product, sd_interleaved8, int8_t)
 
 #else /* not x86-64: callers keep the row kernels' path (sd_integer_dots_available is false). */
 
 void sd_int16_interleaved_product(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin,
                                   int64_t group_end, const int16_t *qs, const float *d, const int32_t *sums, int64_t m,
                                   float *y, int64_t y_stride) {
+    (void)type; (void)packed; (void)blocks; (void)group_begin; (void)group_end; (void)qs; (void)d; (void)sums;
+    (void)m; (void)y; (void)y_stride;
+}
+void sd_int8_interleaved_product(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin,
+                                 int64_t group_end, const int8_t *qs, const float *d, const int32_t *sums, int64_t m,
+                                 float *y, int64_t y_stride) {
     (void)type; (void)packed; (void)blocks; (void)group_begin; (void)group_end; (void)qs; (void)d; (void)sums;
     (void)m; (void)y; (void)y_stride;
 }

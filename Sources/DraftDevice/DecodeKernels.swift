@@ -34,7 +34,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
 }
 
 /// A matrix's rows regrouped `groupRows` at a time into the layout of the CPU's few-row integer products
-/// (`sd_int16_interleave`: within a group, block by block, the rows' scales and then their quants side by side). It
+/// (`sd_interleave`: within a group, block by block, the rows' scales and then their quants side by side,
+/// `laneBytes` of each row at a time: 2 for 16-bit activations, 4 for 8-bit ones). It
 /// covers the first `groups * groupRows` rows, byte for byte the same size; the products take any remaining rows from
 /// the plain layout.
 ///
@@ -45,10 +46,12 @@ public struct InterleavedRows: @unchecked Sendable {
     public static let groupRows = 16
     public let data: UnsafeRawPointer
     public let groups: Int
+    public let laneBytes: Int
 
-    public init(data: UnsafeRawPointer, groups: Int) {
+    public init(data: UnsafeRawPointer, groups: Int, laneBytes: Int) {
         self.data = data
         self.groups = groups
+        self.laneBytes = laneBytes
     }
 
     /// The whole groups within rows `range` (of a matrix whose rows are `rowBytes` long), when `range` starts on a
@@ -57,7 +60,8 @@ public struct InterleavedRows: @unchecked Sendable {
         let g = Self.groupRows
         guard range.lowerBound % g == 0, range.lowerBound / g <= groups else { return nil }
         let first = range.lowerBound / g
-        return InterleavedRows(data: data + first * g * rowBytes, groups: min(range.count / g, groups - first))
+        return InterleavedRows(data: data + first * g * rowBytes, groups: min(range.count / g, groups - first),
+                               laneBytes: laneBytes)
     }
 }
 

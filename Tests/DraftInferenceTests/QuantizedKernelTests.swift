@@ -254,13 +254,13 @@ final class QuantizedKernelTests: XCTestCase {
                         try device2.prepareForProducts(QuantizedMatrix(type: type, rows: rows, columns: columns,
                                                                        data: raw.baseAddress!)).matrix.interleaved?.groups
                     }
-                    XCTAssertEqual(groups, mode == .int16 && rows >= 16 ? rows / 16 : nil, "\(mode) \(type.name) \(rows) rows")
+                    XCTAssertEqual(groups, rows >= 16 ? rows / 16 : nil, "\(mode) \(type.name) \(rows) rows")
                     if prepare && groups == nil { continue }  // the same product as unprepared
                     // m = 7 runs a group of 4 rows and one of 3; from m = 16 the 16-bit GEMM runs whatever the
                     // mode (on interleaved weights from m = 64), its tiles of 32 weight rows ending part-full (13
                     // and 130 rows), with 1 row past the groups of 4 activation rows (17, 37, 65).
                     for m in [1, 2, 3, 4, 7, 17, 37] + (prepare ? [65] : []) {
-                        let levels: Float = m >= 16 ? 32767 : levels
+                        let levels: Float = m >= (prepare ? 64 : 16) ? 32767 : levels
                         var rng = SplitMix(UInt64(m * 31 + rows))
                         var x = (0..<(m * columns)).map { _ in (rng.unit() - 0.5) * 2 }
                         for c in 0..<32 { x[c] = 0 }  // an all-zero block: d = 0
@@ -332,7 +332,12 @@ final class QuantizedKernelTests: XCTestCase {
     /// falls back to the row kernels (the same sums in another order).
     func testInterleavedRowSlicesMatchTheWholeProduct() throws {
         guard integerKernelsAvailable else { throw XCTSkip("this CPU has no AVX-512 VNNI: nothing is interleaved") }
-        let device = CPUDevice(threads: 2, quantizedActivations: .int16)
+        for mode in [QuantizedActivations.int16, .int8] {
+            try checkInterleavedRowSlices(CPUDevice(threads: 2, quantizedActivations: mode))
+        }
+    }
+
+    private func checkInterleavedRowSlices(_ device: CPUDevice) throws {
         let rows = 72, columns = 64, m = 3
         let bytes = Self.randomMatrix(.q4_1, rows: rows, columns: columns, seed: 11)
         var rng = SplitMix(7)
@@ -348,7 +353,7 @@ final class QuantizedKernelTests: XCTestCase {
             // (range, interleaved groups the slice keeps)
             for (range, groups) in [(16..<48, 2), (32..<72, 2), (64..<72, nil), (8..<40, nil), (0..<72, 4)] as [(Range<Int>, Int?)] {
                 let slice = whole.rows(range)
-                XCTAssertEqual(slice.interleaved?.groups, groups, "rows \(range)")
+                XCTAssertEqual(slice.interleaved?.groups, groups, "\(device.quantizedActivations) rows \(range)")
                 let sp = try device.allocate(Float.self, count: m * range.count)
                 try device.quantizedLinear(x: xp, weight: slice, y: sp, m: m)
                 let got = try download(sp, count: m * range.count)

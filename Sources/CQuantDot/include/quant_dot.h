@@ -66,21 +66,29 @@ void sd_int16_product(sd_weight_type type, const void *w, int64_t row_bytes, int
 
 /**
  * Copies `groups` groups of 16 weight rows (rows `16 * groups` of `w`, `row_bytes` apart) into `out` in the layout of
- * `sd_int16_interleaved_product`: per group and block, the 16 rows' scales d (halves), for Q4_1 their minimums m,
- * then chunks of 32 bytes whose lane r (2 bytes) is word c of row r's quants. `out` holds exactly as many bytes as the
- * rows (`16 * groups * row_bytes`). Plain byte moves: any CPU runs it.
+ * the interleaved products: per group and block, the 16 rows' scales d (halves), for Q4_1 their minimums m, then
+ * chunks of 16 lanes of `lane_bytes` bytes whose lane r is the next `lane_bytes` of row r's quant bytes: 2 for
+ * `sd_int16_interleaved_product` (a pair of 16-bit elements once widened), 4 for `sd_int8_interleaved_product` (4
+ * bytes for one `vpdpbusd` lane). `out` holds exactly as many bytes as the rows (`16 * groups * row_bytes`). Plain
+ * byte moves: any CPU runs it.
  */
-void sd_int16_interleave(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t groups,
-                         void *out);
+void sd_interleave(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t groups,
+                   int lane_bytes, void *out);
 
 /**
- * The few-row product on interleaved weights (`sd_int16_interleave`): as `sd_int16_product`, for weight rows
- * [16 * group_begin, 16 * group_end) and any m (passes of 4 activation rows per group), from `sd_int16_quantize_row`'s
- * activations. Each `vpdpwssd` adds to 16 weight rows' sums, so m rows cost far less than m times one row.
+ * The few-row product on interleaved weights (`sd_interleave` with 2-byte lanes): as `sd_int16_product`, for weight
+ * rows [16 * group_begin, 16 * group_end) and any m (passes of 4 activation rows per group), from
+ * `sd_int16_quantize_row`'s activations. Each `vpdpwssd` adds to 16 weight rows' sums, so m rows cost far less than m
+ * times one row.
  */
 void sd_int16_interleaved_product(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin,
                                   int64_t group_end, const int16_t *qs, const float *d, const int32_t *sums, int64_t m,
                                   float *y, int64_t y_stride);
+
+/** As `sd_int16_interleaved_product` with 8-bit activations (`sd_int8_quantize_row`) on 4-byte lanes (`vpdpbusd`). */
+void sd_int8_interleaved_product(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin,
+                                 int64_t group_end, const int8_t *qs, const float *d, const int32_t *sums, int64_t m,
+                                 float *y, int64_t y_stride);
 
 /** Bytes of scratch one call of `sd_int16_gemm` needs (per thread) for rows of `blocks` blocks. */
 int64_t sd_int16_gemm_scratch_bytes(int64_t blocks);

@@ -107,44 +107,70 @@ extension CPUDevice {
         }
     }
 
-    /// `weight` with its rows interleaved for the few-row 16-bit products (`sd_int16_interleave`), where this device
-    /// runs them: int16 activations on a Q4_0, Q4_1 or Q8_0 matrix of 16 rows or more. The copy is as large as the
-    /// matrix (SmolLM2's 92 MiB in host memory beside its mapped file) and takes one pass over it, split over the
-    /// threads. Anything else, or a matrix already prepared, comes back as it is.
+    /// `weight` with its rows interleaved for the few-row integer products (`sd_interleave`), where this device runs
+    /// them: integer activations on a Q4_0, Q4_1 or Q8_0 matrix of 16 rows or more, in the lanes of this device's mode
+    /// (2 bytes for int16, 4 for int8). The copy is as large as the matrix (SmolLM2's 92 MiB in host memory beside its
+    /// mapped file) and takes one pass over it, split over the threads. Anything else, or a matrix already prepared,
+    /// comes back as it is.
     public func prepareForProducts(_ weight: QuantizedMatrix) throws -> (matrix: QuantizedMatrix, owner: AnyObject?) {
         let groups = weight.rows / InterleavedRows.groupRows
-        guard weight.interleaved == nil, quantizedActivations == .int16, groups > 0, weight.columns % 32 == 0,
+        guard weight.interleaved == nil, let laneBytes = interleavedLaneBytes, groups > 0, weight.columns % 32 == 0,
               let kernel = integerKernelType(weight.type) else { return (weight, nil) }
         let groupBytes = InterleavedRows.groupRows * weight.rowBytes
         let buffer = InterleavedBuffer(bytes: groups * groupBytes)
         parallelChunks(groups, threads: threads, grain: 64) { _, range in
-            sd_int16_interleave(kernel, weight.data + range.lowerBound * groupBytes, Int64(weight.rowBytes),
-                                Int64(weight.columns / 32), Int64(range.count), buffer.pointer + range.lowerBound * groupBytes)
+            sd_interleave(kernel, weight.data + range.lowerBound * groupBytes, Int64(weight.rowBytes),
+                          Int64(weight.columns / 32), Int64(range.count), Int32(laneBytes),
+                          buffer.pointer + range.lowerBound * groupBytes)
         }
         var prepared = weight
-        prepared.interleaved = InterleavedRows(data: buffer.pointer, groups: groups)
+        prepared.interleaved = InterleavedRows(data: buffer.pointer, groups: groups, laneBytes: laneBytes)
         return (prepared, buffer)
     }
 
-    /// Any number of activation rows (below `interleavedGemmCrossover`), quantized once to 16 bits, against the
-    /// interleaved groups of 16 weight rows, split over the threads; rows after the last group take the row kernels.
+    /// The interleaved layout's lane width for this device's integer products (nil in exact mode).
+    var interleavedLaneBytes: Int? {
+        switch quantizedActivations {
+        case .exact: return nil
+        case .int16: return 2
+        case .int8: return 4
+        }
+    }
+
+    /// Any number of activation rows (below `interleavedGemmCrossover`), quantized once to this device's width,
+    /// against the interleaved groups of 16 weight rows, split over the threads; rows after the last group take the
+    /// row kernels.
     func interleavedProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, interleaved: InterleavedRows,
                             kernel: sd_weight_type, y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, blocks = Int64(weight.columns / 32)
-        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: 16, arena: scratch)
-        let quants = activations.quants.assumingMemoryBound(to: Int16.self)
+        let bits = quantizedActivations == .int8 ? 8 : 16
+        let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits, arena: scratch)
+        let quants8 = activations.quants.assumingMemoryBound(to: Int8.self)
+        let quants16 = activations.quants.assumingMemoryBound(to: Int16.self)
         parallelChunks(interleaved.groups, threads: smallProductThreads(weight, m: m), grain: 2) { _, range in
-            sd_int16_interleaved_product(kernel, interleaved.data, blocks, Int64(range.lowerBound),
-                                         Int64(range.upperBound), quants, activations.scales, activations.sums,
-                                         Int64(m), y, Int64(rows))
+            if bits == 8 {
+                sd_int8_interleaved_product(kernel, interleaved.data, blocks, Int64(range.lowerBound),
+                                            Int64(range.upperBound), quants8, activations.scales, activations.sums,
+                                            Int64(m), y, Int64(rows))
+            } else {
+                sd_int16_interleaved_product(kernel, interleaved.data, blocks, Int64(range.lowerBound),
+                                             Int64(range.upperBound), quants16, activations.scales, activations.sums,
+                                             Int64(m), y, Int64(rows))
+            }
         }
         let covered = interleaved.groups * InterleavedRows.groupRows
         guard covered < rows else { return }
         for first in stride(from: 0, to: m, by: 4) {
-            let offset = first * weight.columns, blockOffset = first * Int(blocks)
-            sd_int16_product(kernel, weight.data, Int64(weight.rowBytes), blocks, Int64(covered), Int64(rows),
-                             quants + offset, activations.scales + blockOffset, activations.sums + blockOffset,
-                             Int32(min(4, m - first)), y + first * rows, Int64(rows))
+            let offset = first * weight.columns, blockOffset = first * Int(blocks), count = Int32(min(4, m - first))
+            if bits == 8 {
+                sd_int8_product(kernel, weight.data, Int64(weight.rowBytes), blocks, Int64(covered), Int64(rows),
+                                quants8 + offset, activations.scales + blockOffset, activations.sums + blockOffset,
+                                count, y + first * rows, Int64(rows))
+            } else {
+                sd_int16_product(kernel, weight.data, Int64(weight.rowBytes), blocks, Int64(covered), Int64(rows),
+                                 quants16 + offset, activations.scales + blockOffset, activations.sums + blockOffset,
+                                 count, y + first * rows, Int64(rows))
+            }
         }
     }
 

@@ -60,8 +60,8 @@ extension CPUDevice {
             for i in 0..<m { (y + i * weight.rows).update(repeating: 0, count: weight.rows) }
             return
         }
-        if m < interleavedGemmCrossover, let interleaved = weight.interleaved, quantizedActivations == .int16,
-           let kernel = integerKernelType(weight.type) {
+        if m < interleavedGemmCrossover, let interleaved = weight.interleaved,
+           interleaved.laneBytes == interleavedLaneBytes, let kernel = integerKernelType(weight.type) {
             interleavedProduct(x: x, weight: weight, interleaved: interleaved, kernel: kernel, y: y, m: m)
         } else if m >= quantizedPanelCrossover && weight.type != .f32 {
             if let kernel = integerKernelType(weight.type) {
