@@ -8,7 +8,9 @@ quantized at load (`quantized_draft=native`), which keeps a subset head the expo
 
 Columns are DESIGN.md's: acceptance rate, tau, MBSU (c by parameters), MBSU by weight bytes, and the wall-clock
 speedup of speculative over plain decoding of the same prompts in the same run (batch 1), with the measured
-draft-step / target-step cost ratio and the acceptance at which that ratio breaks even.
+draft-step / target-step cost ratio and the acceptance at which that ratio breaks even. Beside them, from `speculate`'s
+prefill figures: the decode speedup (each run's prompt prefill, the same work either way, left out) and a
+verification pass's cost in plain decode steps.
 """
 import json
 import os
@@ -44,15 +46,19 @@ def stage_label(label, report):
 
 
 def row(stage, name, r):
-    return "| %s | %s | %d | %.3f | %.2f | %.2f | %.2f | %.1f | %.1f | %.2fx | %.3f |" % (
+    # Reports from before the decode figures (speculate without prefill_s_*) show "-" there.
+    decode = "%.2fx" % r["decode_speedup"] if "decode_speedup" in r else "-"
+    passes = "%.2f" % r["pass_cost_steps"] if "pass_cost_steps" in r else "-"
+    return "| %s | %s | %d | %.3f | %.2f | %.2f | %.2f | %.1f | %.1f | %.2fx | %s | %s | %.3f |" % (
         stage, name, r["prompts"], r["acceptance_rate"], r["tau"], r["mbsu"], r["mbsu_bytes"],
-        r["tokens_per_s_plain"], r["tokens_per_s_spec"], r["speedup"], r["cost_ratio_measured"])
+        r["tokens_per_s_plain"], r["tokens_per_s_spec"], r["speedup"], decode, passes, r["cost_ratio_measured"])
 
 
 def main():
     directory = sys.argv[1]
-    lines = ["| stage | set | prompts | acceptance | tau | MBSU | MBSU (bytes) | plain t/s | spec t/s | speedup | cost ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| stage | set | prompts | acceptance | tau | MBSU | MBSU (bytes) | plain t/s | spec t/s | speedup "
+             "| decode speedup | pass (steps) | cost ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for label, _ in STAGES:
         path = os.path.join(directory, label + ".json")

@@ -6,9 +6,11 @@ public struct SpeculationReport: Sendable {
     public var prompts: Int
     public var gamma: Int
     public var counts: SpeculationCounts
-    /// Tokens and seconds of the target decoding the same prompts plainly.
+    /// Tokens and seconds of the target decoding the same prompts plainly, and that run's prefill
+    /// (`SpeculationCounts.prefillSeconds` of the plain runs; each prompt's first token comes out of it).
     public var plainTokens: Int
     public var plainSeconds: Double
+    public var plainPrefillSeconds: Double
     public var specTokens: Int
     public var specSeconds: Double
     /// c by parameters and by weight bytes as stored and run.
@@ -16,12 +18,14 @@ public struct SpeculationReport: Sendable {
     public var byteRatio: Double
 
     public init(prompts: Int, gamma: Int, counts: SpeculationCounts, plainTokens: Int, plainSeconds: Double,
-                specTokens: Int, specSeconds: Double, parameterRatio: Double, byteRatio: Double) {
+                plainPrefillSeconds: Double, specTokens: Int, specSeconds: Double, parameterRatio: Double,
+                byteRatio: Double) {
         self.prompts = prompts
         self.gamma = gamma
         self.counts = counts
         self.plainTokens = plainTokens
         self.plainSeconds = plainSeconds
+        self.plainPrefillSeconds = plainPrefillSeconds
         self.specTokens = specTokens
         self.specSeconds = specSeconds
         self.parameterRatio = parameterRatio
@@ -36,6 +40,28 @@ public struct SpeculationReport: Sendable {
     public var tokensPerSecondPlain: Double { plainSeconds > 0 ? Double(plainTokens) / plainSeconds : 0 }
     public var tokensPerSecondSpec: Double { specSeconds > 0 ? Double(specTokens) / specSeconds : 0 }
     public var speedup: Double { tokensPerSecondPlain > 0 ? tokensPerSecondSpec / tokensPerSecondPlain : 0 }
+
+    /// Decoding alone, each run's prompt prefill left out (the same work with or without a draft; it dilutes the
+    /// end-to-end `speedup` towards 1): plain tokens after each prompt's first (which its prefill gives) per second
+    /// of the rest, and speculative tokens per second after the prefill.
+    public var decodeTokensPerSecondPlain: Double {
+        let seconds = plainSeconds - plainPrefillSeconds, tokens = plainTokens - prompts
+        return seconds > 0 && tokens > 0 ? Double(tokens) / seconds : 0
+    }
+    public var decodeTokensPerSecondSpec: Double {
+        let seconds = specSeconds - counts.prefillSeconds
+        return seconds > 0 ? Double(specTokens) / seconds : 0
+    }
+    public var decodeSpeedup: Double {
+        decodeTokensPerSecondPlain > 0 ? decodeTokensPerSecondSpec / decodeTokensPerSecondPlain : 0
+    }
+    /// One verification pass (prefill left out) and one plain decode step, in seconds, and the pass in steps: what
+    /// MBSU assumes is 1 and the target's multi-row products make more.
+    public var passSeconds: Double {
+        counts.targetPasses > 0 ? (counts.targetSeconds - counts.prefillSeconds) / Double(counts.targetPasses) : 0
+    }
+    public var plainStepSeconds: Double { decodeTokensPerSecondPlain > 0 ? 1 / decodeTokensPerSecondPlain : 0 }
+    public var passCostSteps: Double { plainStepSeconds > 0 ? passSeconds / plainStepSeconds : 0 }
 
     /// The measured cost ratio: one draft step's time over one plain target step's.
     public var measuredCostRatio: Double {
@@ -73,6 +99,10 @@ public struct SpeculationReport: Sendable {
             "tokens_per_s_plain": tokensPerSecondPlain, "tokens_per_s_spec": tokensPerSecondSpec,
             "speedup": speedup, "draft_s": counts.draftSeconds, "target_s": counts.targetSeconds,
             "cost_ratio_measured": measuredCostRatio,
+            "prefill_s_plain": plainPrefillSeconds, "prefill_s_spec": counts.prefillSeconds,
+            "decode_tokens_per_s_plain": decodeTokensPerSecondPlain,
+            "decode_tokens_per_s_spec": decodeTokensPerSecondSpec, "decode_speedup": decodeSpeedup,
+            "pass_s": passSeconds, "plain_step_s": plainStepSeconds, "pass_cost_steps": passCostSteps,
         ]
         object["break_even_acceptance"] = breakEvenAcceptance ?? NSNull()
         return object

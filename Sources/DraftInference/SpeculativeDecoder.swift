@@ -17,6 +17,10 @@ public struct SpeculationCounts: Sendable, Equatable {
     /// Wall time in the draft (proposals, with its sampling) and in the target (verification, with its sampling).
     public var draftSeconds = 0.0
     public var targetSeconds = 0.0
+    /// The part of `targetSeconds` that prefilled the prompts: the same work with or without a draft, so the decode
+    /// figures leave it out. Speculative runs prefill all but a prompt's last token (the first pass takes that one);
+    /// plain runs the whole prompt and its first token's sampling.
+    public var prefillSeconds = 0.0
 
     public init(gamma: Int) {
         proposedAt = [Int](repeating: 0, count: gamma)
@@ -35,6 +39,7 @@ public struct SpeculationCounts: Sendable, Equatable {
         }
         sum.draftSeconds += b.draftSeconds
         sum.targetSeconds += b.targetSeconds
+        sum.prefillSeconds += b.prefillSeconds
         return sum
     }
 
@@ -121,7 +126,8 @@ public final class SpeculativeDecoder {
             let prefillStart = monotonicSeconds()
             _ = try target.forward([SequenceChunk(slot: 0, tokens: Array(prompt.dropLast()), start: 0)],
                                    cache: targetCache, select: .lastRow)
-            counts.targetSeconds += monotonicSeconds() - prefillStart
+            counts.prefillSeconds = monotonicSeconds() - prefillStart
+            counts.targetSeconds += counts.prefillSeconds
         }
         var q = [[Float]](repeating: [Float](repeating: 0, count: vocab), count: gamma)
         var p = [[Float]](repeating: [Float](repeating: 0, count: vocab), count: gamma + 1)
@@ -207,8 +213,13 @@ public func plainDecode(engine: DecoderEngine, cache: KVCache, prompt: [Int32], 
     let stream = try TokenStream(engine: engine, cache: cache, slot: 0, prompt: prompt,
                                  settings: GenerationSettings(sampling: sampling, maxNewTokens: maxNewTokens,
                                                               stopTokens: stopTokens), seed: seed)
-    while try stream.next() != nil {}
+    // The first call prefills the prompt and samples the first token from its last row.
+    let first = try stream.next()
     var counts = SpeculationCounts(gamma: 0)
+    counts.prefillSeconds = monotonicSeconds() - start
+    if first != nil {
+        while try stream.next() != nil {}
+    }
     counts.emitted = stream.tokens.count
     counts.targetPasses = stream.tokens.count
     counts.targetSeconds = monotonicSeconds() - start

@@ -122,6 +122,7 @@ struct Speculate: ParsableCommand {
                               counts: subset.reduce(SpeculationCounts(gamma: gamma)) { $0 + $1.spec.counts },
                               plainTokens: subset.reduce(0) { $0 + $1.plain.outputIDs.count },
                               plainSeconds: subset.reduce(0) { $0 + $1.plain.seconds },
+                              plainPrefillSeconds: subset.reduce(0) { $0 + $1.plain.counts.prefillSeconds },
                               specTokens: subset.reduce(0) { $0 + $1.spec.outputIDs.count },
                               specSeconds: subset.reduce(0) { $0 + $1.spec.seconds },
                               parameterRatio: c, byteRatio: cBytes)
@@ -164,12 +165,13 @@ struct Speculate: ParsableCommand {
 enum SpeculationTable {
     static func render(_ rows: [(String, SpeculationReport)]) -> String {
         let header = ["set", "prompts", "acceptance", "tau", "per position", "MBSU", "plain t/s", "spec t/s", "speedup",
-                      "draft s", "target s"]
+                      "decode speedup", "pass (steps)", "draft s", "target s"]
         let body = rows.map { name, r -> [String] in
             [name, "\(r.prompts)", String(format: "%.3f", r.acceptanceRate), String(format: "%.2f", r.tau),
              r.counts.perPosition.map { String(format: "%.2f", $0) }.joined(separator: " "), String(format: "%.2f", r.mbsu),
              String(format: "%.1f", r.tokensPerSecondPlain), String(format: "%.1f", r.tokensPerSecondSpec),
-             String(format: "%.2fx", r.speedup), String(format: "%.2f", r.counts.draftSeconds),
+             String(format: "%.2fx", r.speedup), String(format: "%.2fx", r.decodeSpeedup),
+             String(format: "%.2f", r.passCostSteps), String(format: "%.2f", r.counts.draftSeconds),
              String(format: "%.2f", r.counts.targetSeconds)]
         }
         let widths = header.indices.map { c in ([header] + body).map { $0[c].count }.max() ?? 0 }

@@ -11,8 +11,11 @@ final class SpeculationReportTests: XCTestCase {
         counts.proposedAt = [10, 10, 10]
         counts.acceptedAt = [7, 5, 3]
         counts.draftSeconds = 0.3
+        counts.targetSeconds = 0.95
+        counts.prefillSeconds = 0.25
         let r = SpeculationReport(prompts: 2, gamma: 3, counts: counts, plainTokens: 25, plainSeconds: 2.5,
-                                  specTokens: 25, specSeconds: 1.25, parameterRatio: 0.1, byteRatio: 0.05)
+                                  plainPrefillSeconds: 0.2, specTokens: 25, specSeconds: 1.25, parameterRatio: 0.1,
+                                  byteRatio: 0.05)
         XCTAssertEqual(r.acceptanceRate, 0.5)
         XCTAssertEqual(r.tau, 2.5)
         XCTAssertEqual(counts.perPosition, [0.7, 0.5, 0.3])
@@ -21,6 +24,14 @@ final class SpeculationReportTests: XCTestCase {
         XCTAssertEqual(r.speedup, 2, accuracy: 1e-12)
         // One draft step 0.01 s against one plain target step 0.1 s.
         XCTAssertEqual(r.measuredCostRatio, 0.1, accuracy: 1e-12)
+        // Prefill left out: plain 23 tokens after the 2 prompts' first in 2.3 s, speculative 25 in 1.0 s.
+        XCTAssertEqual(r.decodeTokensPerSecondPlain, 10, accuracy: 1e-12)
+        XCTAssertEqual(r.decodeTokensPerSecondSpec, 25, accuracy: 1e-12)
+        XCTAssertEqual(r.decodeSpeedup, 2.5, accuracy: 1e-12)
+        // 10 passes in 0.95 - 0.25 s: 0.07 s each, 0.7 of a 0.1 s plain step.
+        XCTAssertEqual(r.passSeconds, 0.07, accuracy: 1e-12)
+        XCTAssertEqual(r.passCostSteps, 0.7, accuracy: 1e-12)
+        XCTAssertEqual(r.json["decode_speedup"] as? Double ?? 0, 2.5, accuracy: 1e-12)
     }
 
     func testBreakEvenAcceptance() throws {

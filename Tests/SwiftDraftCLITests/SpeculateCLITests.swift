@@ -54,8 +54,16 @@ final class SpeculateCLITests: XCTestCase {
         let overall = try XCTUnwrap(report["overall"] as? [String: Any])
         XCTAssertEqual(Set((report["sets"] as? [String: Any])?.keys.map { $0 } ?? []), ["code", "text", "instructions"])
         for key in ["acceptance_rate", "tau", "per_position", "mbsu", "mbsu_bytes", "tokens_per_s_plain",
-                    "tokens_per_s_spec", "speedup", "draft_s", "target_s"] {
+                    "tokens_per_s_spec", "speedup", "draft_s", "target_s", "decode_speedup", "pass_s", "plain_step_s",
+                    "pass_cost_steps"] {
             XCTAssertNotNil(overall[key], key)
+        }
+        // The decode figures leave each run's prefill out, so they are faster than the end-to-end ones.
+        for side in ["plain", "spec"] {
+            let prefill = try XCTUnwrap(overall["prefill_s_\(side)"] as? Double)
+            XCTAssertGreaterThan(prefill, 0, side)
+            let decode = try XCTUnwrap(overall["decode_tokens_per_s_\(side)"] as? Double)
+            XCTAssertGreaterThan(decode, try XCTUnwrap(overall["tokens_per_s_\(side)"] as? Double), side)
         }
         let rate = try XCTUnwrap(overall["acceptance_rate"] as? Double)
         XCTAssertEqual(rate, Double(accepted) / Double(proposed), accuracy: 1e-9)
