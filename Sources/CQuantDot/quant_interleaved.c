@@ -53,82 +53,12 @@ void sd_interleave(sd_weight_type type, const void *w, int64_t row_bytes, int64_
 
 #if defined(__x86_64__)
 
-/* The int32 pair (2p, 2p + 1) of an activation row's block, broadcast to all 16 lanes (a `{1to16}` operand). */
+/* The int32 pair (2p, 2p + 1) of a 16-bit activation row's block, broadcast to all 16 lanes (a `{1to16}` operand). */
 SD_INLINE __m512i sd_pair(const int16_t *block, int p) {
     int32_t pair;
     memcpy(&pair, block + 2 * p, sizeof pair);
     return _mm512_set1_epi32(pair);
 }
-
-/*
- * One group of 16 weight rows against M activation rows (1...4): `y[i * y_stride + r]` for the group's rows r.
- * Q4_0's offset of -8 enters as -8 * sum(q_x), the same for every row, as the integer sum's start; Q4_1's minimum m
- * as m * d_x * sum(q_x) per block, a multiply-add over the 16 rows. Every partial sum of a 4-bit block stays below
- * 2^24, so its conversion to float is exact (as in the row kernels).
- */
-SD_INLINE void sd_interleaved_group(sd_weight_type type, int M, const uint8_t *group, int64_t blocks,
-                                    const int16_t *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
-    const int64_t block_bytes = 16 * sd_block_bytes(type), header = sd_group_header_bytes(type);
-    const __m512i nibble = _mm512_set1_epi16(0x0F);
-    __m512 acc[SD_INTERLEAVED_ROWS];
-    for (int i = 0; i < M; i++) acc[i] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < blocks; b++) {
-        /* No software prefetch: each thread reads its groups as one sequential stream (measured no faster with one). */
-        const uint8_t *p = group + b * block_bytes;
-        const uint8_t *quants = p + header;
-        const int16_t *x[SD_INTERLEAVED_ROWS];
-        __m512i even[SD_INTERLEAVED_ROWS], odd[SD_INTERLEAVED_ROWS];
-        for (int i = 0; i < M; i++) {
-            x[i] = qs + (i * blocks + b) * 32;
-            even[i] = type == SD_WEIGHT_Q4_0 ? _mm512_set1_epi32(-8 * sums[i * blocks + b]) : _mm512_setzero_si512();
-            odd[i] = _mm512_setzero_si512();
-        }
-        if (type == SD_WEIGHT_Q8_0) {
-            for (int c = 0; c < 16; c += 2) {
-                const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(quants + c * 32)));
-                const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(quants + c * 32 + 32)));
-                for (int i = 0; i < M; i++) {
-                    even[i] = _mm512_dpwssd_epi32(even[i], w0, sd_pair(x[i], c));
-                    odd[i] = _mm512_dpwssd_epi32(odd[i], w1, sd_pair(x[i], c + 1));
-                }
-            }
-        } else {
-            for (int c = 0; c < 8; c++) {
-                const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(quants + c * 32)));
-                const __m512i low = _mm512_and_si512(bytes, nibble), high = _mm512_srli_epi16(bytes, 4);
-                for (int i = 0; i < M; i++) {
-                    even[i] = _mm512_dpwssd_epi32(even[i], low, sd_pair(x[i], c));
-                    odd[i] = _mm512_dpwssd_epi32(odd[i], high, sd_pair(x[i], c + 8));
-                }
-            }
-        }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-        for (int i = 0; i < M; i++) {
-            const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(even[i], odd[i]));
-            acc[i] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dw, _mm512_set1_ps(d[i * blocks + b])), acc[i]);
-        }
-        if (type == SD_WEIGHT_Q4_1) {
-            const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
-            for (int i = 0; i < M; i++) {
-                const float sx = d[i * blocks + b] * (float)sums[i * blocks + b];
-                acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), acc[i]);
-            }
-        }
-    }
-    for (int i = 0; i < M; i++) _mm512_storeu_ps(y + i * y_stride, acc[i]);
-}
-
-/* One function per (type, M), so that every loop over M unrolls. */
-#define SD_INTERLEAVED(T, M)                                                                                          \
-    SD_VNNI __attribute__((noinline)) static void sd_interleaved_##T##_##M(                                          \
-        const uint8_t *group, int64_t blocks, const int16_t *qs, const float *d, const int32_t *sums, float *y,     \
-        int64_t y_stride) {                                                                                           \
-        sd_interleaved_group(T, M, group, blocks, qs, d, sums, y, y_stride);                                          \
-    }
-#define SD_INTERLEAVED_TYPE(T) SD_INTERLEAVED(T, 1) SD_INTERLEAVED(T, 2) SD_INTERLEAVED(T, 3) SD_INTERLEAVED(T, 4)
-SD_INTERLEAVED_TYPE(SD_WEIGHT_Q4_0)
-SD_INTERLEAVED_TYPE(SD_WEIGHT_Q4_1)
-SD_INTERLEAVED_TYPE(SD_WEIGHT_Q8_0)
 
 /* The 4 activation bytes (4q, ..., 4q + 3) of an 8-bit block, broadcast to all 16 lanes. */
 SD_INLINE __m512i sd_quad(const int8_t *block, int q) {
@@ -138,50 +68,93 @@ SD_INLINE __m512i sd_quad(const int8_t *block, int q) {
 }
 
 /*
- * As `sd_interleaved_group` with 8-bit activations and 4-byte lanes: `vpdpbusd` multiplies 4 unsigned weight bytes
- * by 4 signed activation bytes per lane, so a block takes 8 of them per activation row where 16-bit activations take
- * 16 `vpdpwssd`. The weights enter unsigned (nibbles as they are, Q8_0 bytes offset by 128) and the offsets return as
- * -8 * sum(q_x) (Q4_0) or -128 * sum(q_x) (Q8_0), the same for every row, in the integer sum's start.
+ * One block of 16 weight rows against M activation rows with 16-bit activations (2-byte lanes): each 32-byte chunk
+ * widens to pairs (2c, 2c + 1) of the 16 rows, one `vpdpwssd` per chunk and activation row, 16 per block.
  */
-SD_INLINE void sd_interleaved8_group(sd_weight_type type, int M, const uint8_t *group, int64_t blocks,
-                                     const int8_t *qs, const float *d, const int32_t *sums, float *y,
-                                     int64_t y_stride) {
+SD_INLINE void sd_block_dots16(sd_weight_type type, int M, const uint8_t *quants, const int16_t *x[],
+                               __m512i even[], __m512i odd[]) {
+    if (type == SD_WEIGHT_Q8_0) {
+        for (int c = 0; c < 16; c += 2) {
+            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(quants + c * 32)));
+            const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(quants + c * 32 + 32)));
+            for (int i = 0; i < M; i++) {
+                even[i] = _mm512_dpwssd_epi32(even[i], w0, sd_pair(x[i], c));
+                odd[i] = _mm512_dpwssd_epi32(odd[i], w1, sd_pair(x[i], c + 1));
+            }
+        }
+    } else {
+        const __m512i nibble = _mm512_set1_epi16(0x0F);
+        for (int c = 0; c < 8; c++) {
+            const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(quants + c * 32)));
+            const __m512i low = _mm512_and_si512(bytes, nibble), high = _mm512_srli_epi16(bytes, 4);
+            for (int i = 0; i < M; i++) {
+                even[i] = _mm512_dpwssd_epi32(even[i], low, sd_pair(x[i], c));
+                odd[i] = _mm512_dpwssd_epi32(odd[i], high, sd_pair(x[i], c + 8));
+            }
+        }
+    }
+}
+
+/*
+ * The same with 8-bit activations (4-byte lanes): `vpdpbusd` multiplies 4 unsigned weight bytes by 4 signed
+ * activation bytes per lane, so a block takes 8 of them per activation row where 16-bit activations take 16
+ * `vpdpwssd`. Q8_0's bytes enter offset by 128 (unsigned); the caller's start corrects it.
+ */
+SD_INLINE void sd_block_dots8(sd_weight_type type, int M, const uint8_t *quants, const int8_t *x[], __m512i even[],
+                              __m512i odd[]) {
+    if (type == SD_WEIGHT_Q8_0) {
+        const __m512i sign_flip = _mm512_set1_epi8((char)0x80);
+        for (int c = 0; c < 8; c += 2) {
+            const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(quants + c * 64)), sign_flip);
+            const __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(quants + c * 64 + 64)), sign_flip);
+            for (int i = 0; i < M; i++) {
+                even[i] = _mm512_dpbusd_epi32(even[i], w0, sd_quad(x[i], c));
+                odd[i] = _mm512_dpbusd_epi32(odd[i], w1, sd_quad(x[i], c + 1));
+            }
+        }
+    } else {
+        const __m512i nibble = _mm512_set1_epi8(0x0F);
+        for (int c = 0; c < 4; c++) {
+            const __m512i bytes = _mm512_loadu_si512((const void *)(quants + c * 64));
+            const __m512i low = _mm512_and_si512(bytes, nibble);
+            const __m512i high = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble);
+            for (int i = 0; i < M; i++) {
+                even[i] = _mm512_dpbusd_epi32(even[i], low, sd_quad(x[i], c));
+                odd[i] = _mm512_dpbusd_epi32(odd[i], high, sd_quad(x[i], c + 4));
+            }
+        }
+    }
+}
+
+/*
+ * One group of 16 weight rows against M activation rows (1...4) of BITS-bit quants: `y[i * y_stride + r]` for the
+ * group's rows r. The weights' offsets enter as the integer sum's start, the same for every row: Q4_0's -8 as
+ * -8 * sum(q_x), and with 8-bit activations Q8_0's +128 as -128 * sum(q_x). Q4_1's minimum m enters as
+ * m * d_x * sum(q_x) per block, a multiply-add over the 16 rows. Every partial sum of a 4-bit block stays below 2^24,
+ * so its conversion to float is exact (as in the row kernels).
+ */
+SD_INLINE void sd_interleaved_group(int bits, sd_weight_type type, int M, const uint8_t *group, int64_t blocks,
+                                    const void *qs, const float *d, const int32_t *sums, float *y, int64_t y_stride) {
     const int64_t block_bytes = 16 * sd_block_bytes(type), header = sd_group_header_bytes(type);
-    const __m512i nibble = _mm512_set1_epi8(0x0F), sign_flip = _mm512_set1_epi8((char)0x80);
+    const int32_t offset = type == SD_WEIGHT_Q4_0 ? -8 : type == SD_WEIGHT_Q8_0 && bits == 8 ? -128 : 0;
     __m512 acc[SD_INTERLEAVED_ROWS];
     for (int i = 0; i < M; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; b++) {
+        /* No software prefetch: each thread reads its groups as one sequential stream (measured no faster with one). */
         const uint8_t *p = group + b * block_bytes;
-        const uint8_t *quants = p + header;
-        const int8_t *x[SD_INTERLEAVED_ROWS];
         __m512i even[SD_INTERLEAVED_ROWS], odd[SD_INTERLEAVED_ROWS];
         for (int i = 0; i < M; i++) {
-            x[i] = qs + (i * blocks + b) * 32;
-            const int32_t s = sums[i * blocks + b];
-            even[i] = type == SD_WEIGHT_Q4_0   ? _mm512_set1_epi32(-8 * s)
-                      : type == SD_WEIGHT_Q8_0 ? _mm512_set1_epi32(-128 * s)
-                                               : _mm512_setzero_si512();
+            even[i] = _mm512_set1_epi32(offset * sums[i * blocks + b]);
             odd[i] = _mm512_setzero_si512();
         }
-        if (type == SD_WEIGHT_Q8_0) {
-            for (int c = 0; c < 8; c += 2) {
-                const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(quants + c * 64)), sign_flip);
-                const __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(quants + c * 64 + 64)), sign_flip);
-                for (int i = 0; i < M; i++) {
-                    even[i] = _mm512_dpbusd_epi32(even[i], w0, sd_quad(x[i], c));
-                    odd[i] = _mm512_dpbusd_epi32(odd[i], w1, sd_quad(x[i], c + 1));
-                }
-            }
+        if (bits == 16) {
+            const int16_t *x[SD_INTERLEAVED_ROWS];
+            for (int i = 0; i < M; i++) x[i] = (const int16_t *)qs + (i * blocks + b) * 32;
+            sd_block_dots16(type, M, p + header, x, even, odd);
         } else {
-            for (int c = 0; c < 4; c++) {
-                const __m512i bytes = _mm512_loadu_si512((const void *)(quants + c * 64));
-                const __m512i low = _mm512_and_si512(bytes, nibble);
-                const __m512i high = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble);
-                for (int i = 0; i < M; i++) {
-                    even[i] = _mm512_dpbusd_epi32(even[i], low, sd_quad(x[i], c));
-                    odd[i] = _mm512_dpbusd_epi32(odd[i], high, sd_quad(x[i], c + 4));
-                }
-            }
+            const int8_t *x[SD_INTERLEAVED_ROWS];
+            for (int i = 0; i < M; i++) x[i] = (const int8_t *)qs + (i * blocks + b) * 32;
+            sd_block_dots8(type, M, p + header, x, even, odd);
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
         for (int i = 0; i < M; i++) {
@@ -199,23 +172,27 @@ SD_INLINE void sd_interleaved8_group(sd_weight_type type, int M, const uint8_t *
     for (int i = 0; i < M; i++) _mm512_storeu_ps(y + i * y_stride, acc[i]);
 }
 
-#define SD_INTERLEAVED8(T, M)                                                                                         \
-    SD_VNNI __attribute__((noinline)) static void sd_interleaved8_##T##_##M(                                         \
-        const uint8_t *group, int64_t blocks, const int8_t *qs, const float *d, const int32_t *sums, float *y,      \
+/* One function per (activation width, type, M), so that every loop over M unrolls. */
+#define SD_INTERLEAVED(BITS, T, M)                                                                                    \
+    SD_VNNI __attribute__((noinline)) static void sd_interleaved##BITS##_##T##_##M(                                  \
+        const uint8_t *group, int64_t blocks, const void *qs, const float *d, const int32_t *sums, float *y,        \
         int64_t y_stride) {                                                                                           \
-        sd_interleaved8_group(T, M, group, blocks, qs, d, sums, y, y_stride);                                         \
+        sd_interleaved_group(BITS, T, M, group, blocks, qs, d, sums, y, y_stride);                                    \
     }
-#define SD_INTERLEAVED8_TYPE(T) SD_INTERLEAVED8(T, 1) SD_INTERLEAVED8(T, 2) SD_INTERLEAVED8(T, 3) SD_INTERLEAVED8(T, 4)
-SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q4_0)
-SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q4_1)
-SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q8_0)
+#define SD_INTERLEAVED_TYPE(BITS, T)                                                                                  \
+    SD_INTERLEAVED(BITS, T, 1) SD_INTERLEAVED(BITS, T, 2) SD_INTERLEAVED(BITS, T, 3) SD_INTERLEAVED(BITS, T, 4)
+#define SD_INTERLEAVED_WIDTH(BITS)                                                                                    \
+    SD_INTERLEAVED_TYPE(BITS, SD_WEIGHT_Q4_0) SD_INTERLEAVED_TYPE(BITS, SD_WEIGHT_Q4_1)                               \
+    SD_INTERLEAVED_TYPE(BITS, SD_WEIGHT_Q8_0)
+SD_INTERLEAVED_WIDTH(16)
+SD_INTERLEAVED_WIDTH(8)
 
 /* Groups [group_begin, group_end) against m activation rows, 4 at a time, with the group kernel KERNEL for rows of
  * quants Q. */
 #define SD_INTERLEAVED_PRODUCT(NAME, KERNEL, Q)                                                                      \
     void NAME(sd_weight_type type, const void *packed, int64_t blocks, int64_t group_begin, int64_t group_end,      \
               const Q *qs, const float *d, const int32_t *sums, int64_t m, float *y, int64_t y_stride) {            \
-        typedef void (*group_fn)(const uint8_t *, int64_t, const Q *, const float *, const int32_t *, float *,      \
+        typedef void (*group_fn)(const uint8_t *, int64_t, const void *, const float *, const int32_t *, float *,   \
                                  int64_t);                                                                            \
         static const group_fn table[3][4] = {                                                                         \
             {KERNEL##_SD_WEIGHT_Q4_0_1, KERNEL##_SD_WEIGHT_Q4_0_2, KERNEL##_SD_WEIGHT_Q4_0_3,                          \
@@ -236,7 +213,7 @@ SD_INTERLEAVED8_TYPE(SD_WEIGHT_Q8_0)
             }                                                                                                         \
         }                                                                                                             \
     }
-SD_INTERLEAVED_PRODUCT(sd_int16_interleaved_product, sd_interleaved, int16_t)
+SD_INTERLEAVED_PRODUCT(sd_int16_interleaved_product, sd_interleaved16, int16_t)
 SD_INTERLEAVED_PRODUCT(sd_int8_interleaved_product, sd_interleaved8, int8_t)
 
 #else /* not x86-64: callers keep the row kernels' path (sd_integer_dots_available is false). */
