@@ -125,9 +125,11 @@ public struct DecoderWeights: @unchecked Sendable {
 }
 
 extension DecoderWeights {
-    /// These weights with every quantized matrix prepared for `device`'s products (`prepareForProducts`: the CPU's
-    /// interleaved rows); a matrix used twice (a tied embedding and head) is prepared once and shared. fp32 weights
-    /// are kept as they are. The result's owner keeps both the new memory and these weights' owner alive.
+    /// These weights with every quantized matrix that a product multiplies by prepared for `device`'s products
+    /// (`prepareForProducts`: the CPU's interleaved rows); a matrix used twice is prepared once and shared. Not
+    /// prepared: the embedding (only its rows are read; a tied one still shares the head's data), a head that a subset
+    /// of ids replaces (the engine prepares the gathered rows instead), and fp32 weights. The result's owner keeps both
+    /// the new memory and these weights' owner alive.
     public func prepared(for device: any Device) throws -> DecoderWeights {
         let storage = PreparedWeightStorage(keeping: owner)
         var done: [UnsafeRawPointer: QuantizedMatrix] = [:]
@@ -140,7 +142,6 @@ extension DecoderWeights {
             return .quantized(prepared)
         }
         var w = self
-        w.embedding = try prepare(embedding)
         for (l, layer) in layers.enumerated() {
             var p = layer
             p.q = try prepare(layer.q)
@@ -152,7 +153,7 @@ extension DecoderWeights {
             p.down = try prepare(layer.down)
             w.layers[l] = p
         }
-        w.head = try prepare(head)
+        if headIDs == nil { w.head = try prepare(head) }
         if !storage.owners.isEmpty { w.owner = storage }
         return w
     }
