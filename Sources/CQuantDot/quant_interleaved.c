@@ -1,17 +1,16 @@
 /*
- * The few-row integer products on weights interleaved 16 rows at a time (quant_dot.h, `sd_interleave`,
- * `sd_int16_interleaved_product` and `sd_int8_interleaved_product`): decode and speculative verification, where each
- * weight is read from memory once
- * per product and the rows of the product (1 to a few) share it.
+ * The few-row integer products on weights interleaved 16 rows at a time (quant_dot.h: `sd_interleave`,
+ * `sd_int16_interleaved_product`, `sd_int8_interleaved_product`): decode and speculative verification, where each
+ * weight is read from memory once per product and the product's rows (1 to a few) share it.
  *
  * The row kernels (quant_dot.c) give each block's dot its own vector: one weight row against one activation row, 16
  * lanes summed at the end. Every (weight row, activation row, block) then costs a `vpdpwssd`, a conversion, a scalar
  * scale and a multiply-add, so 4 activation rows cost nearly 4 times 1 (verification at gamma 3 was 1.9 decode steps).
- * Here the 16 lanes are 16 weight rows: a block's quants are stored so that one 32-byte load widens to pairs
- * (2p, 2p + 1) of 16 rows, `vpdpwssd` with a broadcast pair of one activation row adds to 16 dot products at once, and
- * a block costs 16 `vpdpwssd` per activation row plus one conversion and one scaling by 16 weight scales, with no
- * horizontal sums. The bytes are the original blocks' bytes in another order, so the interleaved copy is exactly as
- * large as the matrix.
+ * Here the 16 lanes are 16 weight rows: a block's quants are stored so that one load widens to the same elements of
+ * 16 rows (pairs for 16-bit activations, quads of bytes for 8-bit ones), `vpdpwssd` / `vpdpbusd` with a broadcast pair
+ * or quad of one activation row adds to 16 dot products at once, and a block costs 16 `vpdpwssd` (or 8 `vpdpbusd`) per
+ * activation row plus one conversion and one scaling by 16 weight scales, with no horizontal sums. The bytes are the
+ * original blocks' bytes in another order, so the interleaved copy is exactly as large as the matrix.
  */
 #include <string.h>
 
@@ -27,6 +26,7 @@ static int64_t sd_group_header_bytes(sd_weight_type type) { return type == SD_WE
 
 void sd_interleave(sd_weight_type type, const void *w, int64_t row_bytes, int64_t blocks, int64_t groups,
                    int lane_bytes, void *out) {
+    /* Spelled out, not `sd_block_bytes`: quant_internal.h is x86-only, and this plain byte shuffle is not. */
     const int64_t block_bytes = type == SD_WEIGHT_Q4_0 ? 18 : type == SD_WEIGHT_Q4_1 ? 20 : 34;
     const int64_t header = sd_group_header_bytes(type);
     const int64_t quant_start = type == SD_WEIGHT_Q4_1 ? 4 : 2; /* where a block's quants begin */
