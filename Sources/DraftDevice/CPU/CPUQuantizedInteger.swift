@@ -143,7 +143,7 @@ extension CPUDevice {
     func interleavedProduct(x: UnsafePointer<Float>, weight: QuantizedMatrix, interleaved: InterleavedRows,
                             kernel: sd_weight_type, y: UnsafeMutablePointer<Float>, m: Int) {
         let rows = weight.rows, blocks = Int64(weight.columns / 32)
-        let bits = quantizedActivations == .int8 ? 8 : 16
+        let bits = interleaved.laneBytes == 4 ? 8 : 16  // the layout's lanes: 4 bytes for vpdpbusd quads, 2 for pairs
         let activations = IntegerActivations(x, rows: m, columns: weight.columns, bits: bits, arena: scratch)
         let quants8 = activations.quants.assumingMemoryBound(to: Int8.self)
         let quants16 = activations.quants.assumingMemoryBound(to: Int16.self)
