@@ -67,8 +67,7 @@ public struct Sampler {
         let k = parameters.topK > 0 && parameters.topK < vocab ? parameters.topK : 0
         let p = parameters.topP
         if k == 0 && p >= 1 {
-            let inverse = Float(1 / total)
-            for i in 0..<vocab { probabilities[i] *= inverse }
+            scaleInPlace(base, length: vocab, by: Float(1 / total))
             return draw(probabilities, mass: 1)
         }
         keepNucleus(probabilities, total: total, topK: k, topP: p)

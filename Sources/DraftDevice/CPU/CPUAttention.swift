@@ -133,27 +133,6 @@ private func expShiftedRow(_ row: UnsafeMutablePointer<Float>, length: Int, tota
     (row + length).update(repeating: 0, count: total - length)
 }
 
-/// `row[j] = exp(row[j] - shift)` for `j < length`; returns the sum.
-@inline(__always)
-func expInPlace(_ row: UnsafeMutablePointer<Float>, length: Int, shift: Float) -> Float {
-    var acc = Vec()
-    var j = 0
-    while j + 8 <= length {
-        let e = vexp(loadVec(row + j) - shift)
-        storeVec(e, row + j)
-        acc += e
-        j += 8
-    }
-    var tail: Float = 0
-    while j < length {
-        let e = sexp(row[j] - shift)
-        row[j] = e
-        tail += e
-        j += 1
-    }
-    return acc.sum() + tail
-}
-
 /// `dS[j] = P[j] * (dP[j] - rowDot)` in place in `dP`, zero for the masked rest (which `dO V^T` filled).
 @inline(__always)
 private func softmaxBackwardRow(_ p: UnsafeMutablePointer<Float>, _ dp: UnsafeMutablePointer<Float>,

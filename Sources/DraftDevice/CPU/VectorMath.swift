@@ -77,7 +77,7 @@ func rowMax(_ row: UnsafePointer<Float>, length: Int) -> Float {
 
 /// `row[j] *= factor` for `j < length`.
 @inline(__always)
-func scaleInPlace(_ row: UnsafeMutablePointer<Float>, length: Int, by factor: Float) {
+public func scaleInPlace(_ row: UnsafeMutablePointer<Float>, length: Int, by factor: Float) {
     var j = 0
     while j + 8 <= length {
         storeVec(loadVec(row + j) * factor, row + j)
@@ -106,10 +106,49 @@ func rowSum(_ row: UnsafePointer<Float>, length: Int) -> Float {
     return acc.sum() + tail
 }
 
+/// `out[j] = exp((x[j] - shift) * scale)` for `j < length`, 8 lanes at a time with `vexp` (`x` and `out` may be one
+/// buffer); returns their sum. The sum runs in float lanes added into a double every 512 values, so that a 49k
+/// vocabulary's sum does not drift by 1e-3 as one float sum does.
+///
+/// With `exactZeros`, an argument below `vexp`'s range (-87.33, where `expf` is under 1.2e-38) gives exactly 0 rather
+/// than the clamp's 1.2e-38, so that a logit of `-inf` (an id outside a subset head) keeps probability 0. Callers
+/// whose scores are all finite leave it off and skip the blend; the flag is a constant at every inlined call.
+@inline(__always)
+func expShifted(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, length: Int, shift: Float,
+                scale: Float = 1, exactZeros: Bool = false) -> Double {
+    let low = Vec(repeating: -87.33)
+    var total: Double = 0
+    var j = 0
+    while j + 8 <= length {
+        var lanes = Vec()
+        let end = min(length, j + 512)
+        while j + 8 <= end {
+            let argument = (loadVec(x + j) - shift) * scale
+            var e = vexp(argument)
+            if exactZeros { e.replace(with: 0, where: argument .< low) }
+            storeVec(e, out + j)
+            lanes += e
+            j += 8
+        }
+        total += Double(lanes.sum())
+    }
+    while j < length {
+        let argument = (x[j] - shift) * scale
+        out[j] = exactZeros && argument < -87.33 ? 0 : sexp(argument)
+        total += Double(out[j])
+        j += 1
+    }
+    return total
+}
+
+/// `row[j] = exp(row[j] - shift)` for `j < length`; returns the sum (scores that are all finite: attention, the loss).
+@inline(__always)
+func expInPlace(_ row: UnsafeMutablePointer<Float>, length: Int, shift: Float) -> Float {
+    Float(expShifted(row, into: row, length: length, shift: shift))
+}
+
 /// The numerators of a softmax at temperature `1 / scale` for a sampler: `out[i] = exp((x[i] - max x) * scale)` over
-/// `count` floats, 8 lanes at a time with `vexp`, and their sum in double (float lanes flushed every 512 values, so
-/// that a 49k vocabulary's sum does not drift as one float sum does). An argument below `vexp`'s range (-87.33, where
-/// `expf` is under 1.2e-38) gives exactly 0, so a logit of `-inf` (an id outside a subset head) keeps probability 0.
+/// `count` floats and their sum in double (`expShifted` with exact zeros: a logit of `-inf` keeps probability 0).
 /// Returns nil for `count == 0` or when no value is above `-inf`.
 ///
 /// Why not `expf` per value: it took about 0.2 ms per sampled token over SmolLM2's 49,152 ids (perf on `speculate`:
@@ -119,26 +158,5 @@ public func softmaxNumerators(_ x: UnsafePointer<Float>, count: Int, scale: Floa
     guard count > 0 else { return nil }
     let maximum = rowMax(x, length: count)
     guard maximum > -.infinity else { return nil }
-    let low = Vec(repeating: -87.33)
-    var total: Double = 0
-    var j = 0
-    while j + 8 <= count {
-        var lanes = Vec()
-        let end = min(count, j + 512)
-        while j + 8 <= end {
-            let argument = (loadVec(x + j) - maximum) * scale
-            let e = vexp(argument).replacing(with: 0, where: argument .< low)
-            storeVec(e, out + j)
-            lanes += e
-            j += 8
-        }
-        total += Double(lanes.sum())
-    }
-    while j < count {
-        let argument = (x[j] - maximum) * scale
-        out[j] = argument < -87.33 ? 0 : sexp(argument)
-        total += Double(out[j])
-        j += 1
-    }
-    return total
+    return expShifted(x, into: out, length: count, shift: maximum, scale: scale, exactZeros: true)
 }
