@@ -150,7 +150,23 @@ public final class CPUDevice: Device {
                      alpha: Float, a: DevicePointer<Float>, lda: Int,
                      b: DevicePointer<Float>, ldb: Int,
                      beta: Float, c: DevicePointer<Float>, ldc: Int) throws {
-        sgemm(transA, transB, m, n, k, alpha, host(a), lda, host(b), ldb, beta, host(c), ldc)
+        let a = host(a), b = host(b), c = host(c)
+        guard m <= decodeSizedRows, threads > 1, n * k >= decodeSplitMinimum else {
+            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        // A decode-sized product (an fp32 draft's step): OpenBLAS's own threads would keep spinning for a while after
+        // it and take cores from the target's verification pass that follows (its pass cost 1.8-2.0 plain steps
+        // against 1.55-1.68 with OPENBLAS_THREAD_TIMEOUT=4). The worker team splits the output columns instead, each
+        // part a single-threaded sgemm. (The last bits of an element can differ from OpenBLAS's threaded call, which
+        // may take another kernel for these shapes; a draft's sampled tokens then differ as with any reordering.)
+        withSerialBLAS {
+            parallelChunks(n, threads: threads, grain: 64) { _, columns in
+                let bPart = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+                sgemm(transA, transB, m, columns.count, k, alpha, a, lda, bPart, ldb, beta,
+                      c + columns.lowerBound, ldc)
+            }
+        }
     }
 
     // MARK: Pointers
@@ -170,6 +186,11 @@ public final class CPUDevice: Device {
         UnsafeMutableRawPointer(bitPattern: UInt(pointer.address)).unsafelyUnwrapped
     }
 }
+
+/// Products of at most this many rows count as decode-sized (one draft step, or a verification pass of a few tokens)
+/// and, when `n * k` is at least `decodeSplitMinimum`, run on the worker team rather than OpenBLAS's threads.
+let decodeSizedRows = 8
+let decodeSplitMinimum = 1 << 16
 
 /// Row-major single-precision matrix product on host pointers, for kernels that run many small products.
 @inline(__always)
