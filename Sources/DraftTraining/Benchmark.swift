@@ -77,6 +77,9 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
         return (now() - start, exposed)
     }
     func median(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
+    // The peak MFU divides by, measured before and after the steps and the higher kept: noise only ever slows a
+    // measurement, and one taken while a neighbour was busy would put MFU above 1 (as the trainer's did, see Trainer).
+    let peakBefore = measurePeakGFLOPs(device: device)
 
     // With overlap, the same steps first run with one blocking all-reduce after backward: the all-reduce time in the
     // step's own conditions (caches, memory traffic), against which the overlapped steps' exposed time is compared.
@@ -98,7 +101,7 @@ public func runBenchmark(config: TrainingConfig, device: any Device, steps: Int,
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return BenchmarkResult(steps: steps, tokensPerStep: batch * seqLen, secondsPerStep: times,
                            flopsPerToken: config.model.trainingFLOPsPerToken(seqLen: seqLen),
-                           peakGFLOPs: measurePeakGFLOPs(device: device), peakRSSBytes: usage.ru_maxrss * 1024,
+                           peakGFLOPs: max(peakBefore, measurePeakGFLOPs(device: device)), peakRSSBytes: usage.ru_maxrss * 1024,
                            parameters: model.layout.count, ranks: communicator.size,
                            allReduceSeconds: blockingTimes.isEmpty ? median(exposedTimes) : median(blockingTimes),
                            exposedSeconds: median(exposedTimes),
