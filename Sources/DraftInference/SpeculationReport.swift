@@ -63,10 +63,15 @@ public struct SpeculationReport: Sendable {
     public var plainStepSeconds: Double { decodeTokensPerSecondPlain > 0 ? 1 / decodeTokensPerSecondPlain : 0 }
     public var passCostSteps: Double { plainStepSeconds > 0 ? passSeconds / plainStepSeconds : 0 }
 
-    /// The measured cost ratio: one draft step's time over one plain target step's.
+    /// One draft decode step (a forward and its sampling), its reading of each prompt left out.
+    public var draftStepSeconds: Double {
+        counts.draftSteps > 0 ? (counts.draftSeconds - counts.draftPrefillSeconds) / Double(counts.draftSteps) : 0
+    }
+
+    /// The measured cost ratio c: one draft decode step's time over one plain target decode step's, both without
+    /// their prompt prefills (which would otherwise weigh in by each set's prompt lengths).
     public var measuredCostRatio: Double {
-        guard counts.proposed > 0, plainTokens > 0, plainSeconds > 0 else { return 0 }
-        return (counts.draftSeconds / Double(counts.proposed)) / (plainSeconds / Double(plainTokens))
+        plainStepSeconds > 0 ? draftStepSeconds / plainStepSeconds : 0
     }
 
     /// The acceptance rate at which speculation breaks even at the measured cost ratio: the `a` with
@@ -76,8 +81,15 @@ public struct SpeculationReport: Sendable {
         Self.breakEven(gamma: gamma, costRatio: measuredCostRatio)
     }
 
-    public static func breakEven(gamma: Int, costRatio c: Double) -> Double? {
-        let needed = Double(gamma) * c + 1
+    /// The same with the verification pass at its measured cost (`passCostSteps` plain steps, not 1): the acceptance
+    /// at which this run's draft and target, as timed, would decode as fast as the target alone.
+    public var breakEvenAcceptanceMeasured: Double? {
+        passCostSteps > 0 ? Self.breakEven(gamma: gamma, costRatio: measuredCostRatio, passCost: passCostSteps) : nil
+    }
+
+    /// The acceptance `a` (the same at every position) with `tau(a) = gamma * c + passCost`; nil when none below 1 gives it.
+    public static func breakEven(gamma: Int, costRatio c: Double, passCost: Double = 1) -> Double? {
+        let needed = Double(gamma) * c + passCost
         func tau(_ a: Double) -> Double { a >= 1 ? Double(gamma + 1) : (1 - pow(a, Double(gamma + 1))) / (1 - a) }
         guard needed < Double(gamma + 1) else { return nil }
         var low = 0.0, high = 1.0
@@ -103,8 +115,10 @@ public struct SpeculationReport: Sendable {
             "decode_tokens_per_s_plain": decodeTokensPerSecondPlain,
             "decode_tokens_per_s_spec": decodeTokensPerSecondSpec, "decode_speedup": decodeSpeedup,
             "pass_s": passSeconds, "plain_step_s": plainStepSeconds, "pass_cost_steps": passCostSteps,
+            "draft_step_s": draftStepSeconds, "draft_prefill_s": counts.draftPrefillSeconds,
         ]
         object["break_even_acceptance"] = breakEvenAcceptance ?? NSNull()
+        object["break_even_acceptance_measured"] = breakEvenAcceptanceMeasured ?? NSNull()
         return object
     }
 }

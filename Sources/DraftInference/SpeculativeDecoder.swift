@@ -21,6 +21,10 @@ public struct SpeculationCounts: Sendable, Equatable {
     /// figures leave it out. Speculative runs prefill all but a prompt's last token (the first pass takes that one);
     /// plain runs the whole prompt and its first token's sampling.
     public var prefillSeconds = 0.0
+    /// The part of `draftSeconds` that read the prompt (the draft's first forward of each run, which also gives its
+    /// first proposal), and the draft's other forwards: a decode step's time is what the cost ratio c compares.
+    public var draftPrefillSeconds = 0.0
+    public var draftSteps = 0
 
     public init(gamma: Int) {
         proposedAt = [Int](repeating: 0, count: gamma)
@@ -40,6 +44,8 @@ public struct SpeculationCounts: Sendable, Equatable {
         sum.draftSeconds += b.draftSeconds
         sum.targetSeconds += b.targetSeconds
         sum.prefillSeconds += b.prefillSeconds
+        sum.draftPrefillSeconds += b.draftPrefillSeconds
+        sum.draftSteps += b.draftSteps
         return sum
     }
 
@@ -139,6 +145,11 @@ public final class SpeculativeDecoder {
             let draftStart = monotonicSeconds()
             var feed = Array(sequence[draftCache.lengths[0]...])
             for i in 0..<budget {
+                let readsPrompt = output.isEmpty && i == 0 && feed.count > 1
+                let stepStart = monotonicSeconds()
+                defer {
+                    if readsPrompt { counts.draftPrefillSeconds += monotonicSeconds() - stepStart } else { counts.draftSteps += 1 }
+                }
                 let logits = try draft.forward([SequenceChunk(slot: 0, tokens: feed, start: draftCache.lengths[0])],
                                                cache: draftCache, select: .lastRow)
                 let token = q[i].withUnsafeMutableBufferPointer { row -> Int32 in

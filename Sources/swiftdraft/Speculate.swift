@@ -151,13 +151,17 @@ struct Speculate: ParsableCommand {
         print("draft  \(draftModel.source) (\(draftModel.parameterCount.formatted()) parameters); c = \(String(format: "%.4f", c)) by parameters, \(String(format: "%.4f", cBytes)) by weight bytes")
         print("gamma \(gamma), temperature \(temperature), \(entries.count) prompts, up to \(maxNewTokens) new tokens each")
         print(SpeculationTable.render(sets + [("overall", overall)]))
-        if let breakEven = overall.breakEvenAcceptance {
-            print(String(format: "measured cost ratio (draft step / target step) %.3f: speculation pays above an acceptance of %.3f at gamma %d",
-                         overall.measuredCostRatio, breakEven, gamma))
+        var costLine = String(format: "measured cost ratio (draft decode step / plain target step) %.3f, verification pass %.2f plain steps",
+                              overall.measuredCostRatio, overall.passCostSteps)
+        if let breakEven = overall.breakEvenAcceptanceMeasured {
+            costLine += String(format: ": speculation pays above an acceptance of %.3f at gamma %d", breakEven, gamma)
+            if let ideal = overall.breakEvenAcceptance {
+                costLine += String(format: " (%.3f were a pass one step)", ideal)
+            }
         } else {
-            print(String(format: "measured cost ratio (draft step / target step) %.3f: too slow a draft to pay at gamma %d at any acceptance",
-                         overall.measuredCostRatio, gamma))
+            costLine += String(format: ": no acceptance pays at gamma %d", gamma)
         }
+        print(costLine)
     }
 }
 

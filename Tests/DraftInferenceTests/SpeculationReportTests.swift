@@ -11,6 +11,8 @@ final class SpeculationReportTests: XCTestCase {
         counts.proposedAt = [10, 10, 10]
         counts.acceptedAt = [7, 5, 3]
         counts.draftSeconds = 0.3
+        counts.draftPrefillSeconds = 0.1
+        counts.draftSteps = 25
         counts.targetSeconds = 0.95
         counts.prefillSeconds = 0.25
         let r = SpeculationReport(prompts: 2, gamma: 3, counts: counts, plainTokens: 25, plainSeconds: 2.5,
@@ -22,8 +24,9 @@ final class SpeculationReportTests: XCTestCase {
         XCTAssertEqual(r.mbsu, 2.5 / 1.3, accuracy: 1e-12)
         XCTAssertEqual(r.mbsuBytes, 2.5 / 1.15, accuracy: 1e-12)
         XCTAssertEqual(r.speedup, 2, accuracy: 1e-12)
-        // One draft step 0.01 s against one plain target step 0.1 s.
-        XCTAssertEqual(r.measuredCostRatio, 0.1, accuracy: 1e-12)
+        // One draft step (0.3 - 0.1) / 25 = 0.008 s against one plain decode step 0.1 s (below: 2.3 s for 23 tokens).
+        XCTAssertEqual(r.draftStepSeconds, 0.008, accuracy: 1e-12)
+        XCTAssertEqual(r.measuredCostRatio, 0.08, accuracy: 1e-12)
         // Prefill left out: plain 23 tokens after the 2 prompts' first in 2.3 s, speculative 25 in 1.0 s.
         XCTAssertEqual(r.decodeTokensPerSecondPlain, 10, accuracy: 1e-12)
         XCTAssertEqual(r.decodeTokensPerSecondSpec, 25, accuracy: 1e-12)
@@ -40,5 +43,9 @@ final class SpeculationReportTests: XCTestCase {
         XCTAssertEqual(a + a * a + a * a * a, 0.3, accuracy: 1e-9)
         XCTAssertEqual(SpeculationReport.breakEven(gamma: 3, costRatio: 0) ?? -1, 0, accuracy: 1e-9)
         XCTAssertNil(SpeculationReport.breakEven(gamma: 3, costRatio: 1.0), "a draft as slow as the target never pays")
+        // A verification pass of 1.5 plain steps: tau must reach 3c + 1.5.
+        let measured = try XCTUnwrap(SpeculationReport.breakEven(gamma: 3, costRatio: 0.1, passCost: 1.5))
+        XCTAssertEqual(measured + measured * measured + measured * measured * measured, 0.8, accuracy: 1e-9)
+        XCTAssertNil(SpeculationReport.breakEven(gamma: 3, costRatio: 0.5, passCost: 2.5), "3c + pass = 4 = tau(1)")
     }
 }
