@@ -151,20 +151,41 @@ public final class CPUDevice: Device {
                      b: DevicePointer<Float>, ldb: Int,
                      beta: Float, c: DevicePointer<Float>, ldc: Int) throws {
         let a = host(a), b = host(b), c = host(c)
-        guard m <= decodeSizedRows, threads > 1, n * k >= decodeSplitMinimum else {
+        guard m <= decodeSizedRows, n * k >= decodeSplitMinimum else {
             sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        // A decode-sized product (an fp32 draft's step): OpenBLAS's own threads would keep spinning for a while after
-        // it and take cores from the target's verification pass that follows (its pass cost 1.8-2.0 plain steps
-        // against 1.55-1.68 with OPENBLAS_THREAD_TIMEOUT=4). The worker team splits the output columns instead, each
-        // part a single-threaded sgemm. (The last bits of an element can differ from OpenBLAS's threaded call, which
-        // may take another kernel for these shapes; a draft's sampled tokens then differ as with any reordering.)
+        // A decode-sized product (an fp32 draft's step) runs on the worker team over the output columns, as one
+        // matrix-vector product per row when there are few:
+        // - OpenBLAS's sgemm packs all of B at every call, which at one row costs more than the product: the 49,152 x
+        //   192 head of a full-vocabulary draft took 3.6 ms a token (10.5 GB/s), against a plain read of its 37.7 MB;
+        // - OpenBLAS's own threads would keep spinning for a while after it and take cores from the target's
+        //   verification pass that follows (that pass cost 1.8-2.0 plain steps against 1.55-1.68 with
+        //   OPENBLAS_THREAD_TIMEOUT=4).
+        // Each row streams B again, which pays up to `matrixVectorRows` rows (at 4 rows the draft's step took 5.6-5.8
+        // ms this way against 4.5-4.6 through sgemm); more rows take a single-threaded sgemm per column chunk. (The
+        // last bits of an element can differ from OpenBLAS's threaded sgemm, which sums in another order; a draft's
+        // sampled tokens then differ as with any reordering.)
         withSerialBLAS {
             parallelChunks(n, threads: threads, grain: 64) { _, columns in
-                let bPart = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
-                sgemm(transA, transB, m, columns.count, k, alpha, a, lda, bPart, ldb, beta,
-                      c + columns.lowerBound, ldc)
+                guard m <= matrixVectorRows else {
+                    let bPart = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+                    sgemm(transA, transB, m, columns.count, k, alpha, a, lda, bPart, ldb, beta,
+                          c + columns.lowerBound, ldc)
+                    return
+                }
+                for row in 0..<m {
+                    let x = transA ? a + row : a + row * lda
+                    let y = c + row * ldc + columns.lowerBound
+                    // C[row, columns] = alpha * op(B)[columns, :] . x + beta * C[row, columns]
+                    if transB {
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(columns.count), Int32(k), alpha,
+                                    b + columns.lowerBound * ldb, Int32(ldb), x, Int32(transA ? lda : 1), beta, y, 1)
+                    } else {
+                        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(columns.count), alpha,
+                                    b + columns.lowerBound, Int32(ldb), x, Int32(transA ? lda : 1), beta, y, 1)
+                    }
+                }
             }
         }
     }
@@ -190,6 +211,8 @@ public final class CPUDevice: Device {
 /// Products of at most this many rows count as decode-sized (one draft step, or a verification pass of a few tokens)
 /// and, when `n * k` is at least `decodeSplitMinimum`, run on the worker team rather than OpenBLAS's threads.
 let decodeSizedRows = 8
+/// Decode-sized products of at most this many rows run as one matrix-vector product per row.
+let matrixVectorRows = 2
 let decodeSplitMinimum = 1 << 16
 
 /// Row-major single-precision matrix product on host pointers, for kernels that run many small products.
