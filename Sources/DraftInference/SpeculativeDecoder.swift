@@ -1,3 +1,4 @@
+import DraftDevice
 import DraftErrors
 import DraftModel
 import Foundation
@@ -83,6 +84,12 @@ public final class SpeculativeDecoder {
     public let draft: DecoderEngine
     public let gamma: Int
     public let sampling: SamplingParameters
+    /// Adaptive drafting: a round stops proposing at the first token the draft gives less than this probability (in
+    /// its sampling distribution, at the run's temperature), so that the target's pass does not verify rows it would
+    /// likely reject; each costs a share of a plain step here (`SpeculationReport.passCostSteps`). 0 proposes `gamma`
+    /// tokens every round. The output's distribution is the target's either way: when to stop depends on the draft
+    /// alone.
+    public let minDraftProbability: Float
     private let targetCache: KVCache
     private let draftCache: KVCache
     /// The distribution rows' length: both vocabularies fit (a draft's embedding may be padded past the target's).
@@ -90,9 +97,13 @@ public final class SpeculativeDecoder {
 
     /// `capacity` bounds prompt + new tokens + gamma in both caches.
     public init(target: DecoderEngine, draft: DecoderEngine, gamma: Int, sampling: SamplingParameters,
-                capacity: Int) throws {
+                capacity: Int, minDraftProbability: Float = 0) throws {
         guard gamma >= 1 else { throw InputError("--gamma: expected an integer >= 1, got \(gamma)") }
+        guard (0...1).contains(minDraftProbability) else {
+            throw InputError("--draft-p-min: expected a probability in [0, 1], got \(minDraftProbability)")
+        }
         try sampling.validate()
+        self.minDraftProbability = minDraftProbability
         self.target = target
         self.draft = draft
         self.gamma = gamma
@@ -152,12 +163,21 @@ public final class SpeculativeDecoder {
                 }
                 let logits = try draft.forward([SequenceChunk(slot: 0, tokens: feed, start: draftCache.lengths[0])],
                                                cache: draftCache, select: .lastRow)
-                let token = q[i].withUnsafeMutableBufferPointer { row -> Int32 in
-                    if greedy { return Int32(argmax(logits.row(0))) }
+                let (token, probability) = q[i].withUnsafeMutableBufferPointer { row -> (Int32, Float) in
+                    if greedy {
+                        let best = Int32(argmax(logits.row(0)))
+                        guard minDraftProbability > 0, let scores = logits.row(0).baseAddress,
+                              let total = softmaxNumerators(scores, count: logits.vocab, scale: 1, into: row.baseAddress!)
+                        else { return (best, 1) }
+                        // The argmax's numerator is exp(0) = 1.
+                        return (best, Float(1 / total))
+                    }
                     row.update(repeating: 0)
-                    return draftSampler.sample(logits: logits.row(0),
-                                               probabilities: UnsafeMutableBufferPointer(rebasing: row[0..<logits.vocab]))
+                    let token = draftSampler.sample(logits: logits.row(0),
+                                                    probabilities: UnsafeMutableBufferPointer(rebasing: row[0..<logits.vocab]))
+                    return (token, row[Int(token)])
                 }
+                if i > 0 && probability < minDraftProbability { break }
                 proposals.append(token)
                 feed = [token]
             }

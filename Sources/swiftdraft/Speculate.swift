@@ -25,7 +25,9 @@ struct Speculate: ParsableCommand {
     var target: String
     @Option(help: "The draft: .gguf, Hugging Face directory, .h5 checkpoint or run directory.") var draft: String
     @Option(help: "A JSONL prompt file ({\"id\",\"set\",\"prompt\"} or {\"id\",\"set\",\"messages\"}).") var prompts: String
-    @Option(help: "Draft tokens proposed per target pass.") var gamma = 3
+    @Option(help: "Draft tokens proposed per target pass (at most, with --draft-p-min).") var gamma = 3
+    @Option(help: "Adaptive drafting: stop a round's proposals at the first token the draft gives less than this probability (0: always gamma).")
+    var draftPMin: Float = 0
     @Option(help: "Sampling temperature (0: greedy).") var temperature: Float = 0.6
     @Option(help: "Keep the k most likely tokens (0: off).") var topK = 0
     @Option(help: "Nucleus mass (1: off).") var topP: Float = 1
@@ -53,6 +55,9 @@ struct Speculate: ParsableCommand {
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
         try sampling.validate()
         guard gamma >= 1 else { throw InputError("--gamma: expected an integer >= 1, got \(gamma)") }
+        guard (0...1).contains(draftPMin) else {
+            throw InputError("--draft-p-min: expected a probability in [0, 1], got \(draftPMin)")
+        }
         guard maxNewTokens >= 1 else { throw InputError("--max-new-tokens: expected an integer >= 1, got \(maxNewTokens)") }
         let entries = try readPromptFile(prompts)
         guard !entries.isEmpty else { throw InputError("--prompts \(prompts): no prompts in the file") }
@@ -93,7 +98,7 @@ struct Speculate: ParsableCommand {
         let targetEngine = try DecoderEngine(config: targetModel.config, weights: targetModel.weights, device: targetDevice)
         let draftEngine = try DecoderEngine(config: draftModel.config, weights: draftModel.weights, device: draftDevice)
         let decoder = try SpeculativeDecoder(target: targetEngine, draft: draftEngine, gamma: gamma, sampling: sampling,
-                                             capacity: capacity)
+                                             capacity: capacity, minDraftProbability: draftPMin)
         let plainCache = try KVCache(config: targetModel.config, device: targetEngine.device, slotCount: 1, capacity: capacity)
         let stops = Set(targetModel.config.eosTokenIDs)
 
@@ -134,7 +139,7 @@ struct Speculate: ParsableCommand {
         if json {
             let object: [String: Any] = [
                 "target": targetModel.source, "draft": draftModel.source, "gamma": gamma,
-                "temperature": Double(temperature), "max_new_tokens": maxNewTokens, "seed": seed,
+                "draft_p_min": Double(draftPMin), "temperature": Double(temperature), "max_new_tokens": maxNewTokens, "seed": seed,
                 "overall": overall.json,
                 "sets": Dictionary(uniqueKeysWithValues: sets.map { ($0.0, $0.1.json) }),
                 "prompts": zip(entries, rows).map { entry, row -> [String: Any] in
@@ -149,7 +154,7 @@ struct Speculate: ParsableCommand {
         }
         print("target \(targetModel.source) (\(targetModel.parameterCount.formatted()) parameters)")
         print("draft  \(draftModel.source) (\(draftModel.parameterCount.formatted()) parameters); c = \(String(format: "%.4f", c)) by parameters, \(String(format: "%.4f", cBytes)) by weight bytes")
-        print("gamma \(gamma), temperature \(temperature), \(entries.count) prompts, up to \(maxNewTokens) new tokens each")
+        print("gamma \(gamma)\(draftPMin > 0 ? " at most (stopping below a draft probability of \(draftPMin))" : ""), temperature \(temperature), \(entries.count) prompts, up to \(maxNewTokens) new tokens each")
         print(SpeculationTable.render(sets + [("overall", overall)]))
         var costLine = String(format: "measured cost ratio (draft decode step / plain target step) %.3f, verification pass %.2f plain steps",
                               overall.measuredCostRatio, overall.passCostSteps)

@@ -39,6 +39,34 @@ final class SpeculativeDecoderTests: XCTestCase {
         }
     }
 
+    func testAdaptiveDraftingStopsProposingAndStaysLossless() throws {
+        let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
+        let draft = try engine(for: makeTinyDraft(device: device, seed: 99, maxSeqLen: 64))
+        var proposedAt: [Float: [Int]] = [:]
+        for pMin: Float in [0, 0.2, 1] {
+            let decoder = try SpeculativeDecoder(target: target, draft: draft, gamma: 3, sampling: SamplingParameters(),
+                                                 capacity: 64, minDraftProbability: pMin)
+            var counts = SpeculationCounts(gamma: 3)
+            for prompt in prompts {
+                let spec = try decoder.generate(prompt: prompt, maxNewTokens: 24, stopTokens: [], seed: 1)
+                XCTAssertEqual(spec.outputIDs, try greedyReference(target, prompt, 24), "p-min \(pMin)")
+                counts = counts + spec.counts
+            }
+            proposedAt[pMin] = counts.proposedAt
+            // Every round but a prompt's last (no budget left) proposes at least one token.
+            XCTAssertGreaterThanOrEqual(counts.proposedAt[0], counts.targetPasses - prompts.count, "p-min \(pMin)")
+        }
+        // A random draft is never sure (its largest probability is far below 1): only the first proposal is made.
+        XCTAssertEqual(proposedAt[1]?[1], 0)
+        // Without it every round proposes gamma tokens, but for a prompt's last two (less budget left).
+        let all = try XCTUnwrap(proposedAt[0])
+        XCTAssertGreaterThanOrEqual(all[2], all[0] - 2 * prompts.count, "without p-min: \(all)")
+        let some = try XCTUnwrap(proposedAt[0.2])
+        XCTAssertTrue(some[1] > 0 && some[1] < some[0], "p-min 0.2 stops some rounds early: \(some)")
+        XCTAssertThrowsError(try SpeculativeDecoder(target: target, draft: draft, gamma: 3, sampling: SamplingParameters(),
+                                                    capacity: 64, minDraftProbability: 1.5))
+    }
+
     func testTargetAsItsOwnDraftAcceptsEverythingWhenSampling() throws {
         let target = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
         let draft = try engine(for: makeTinyDraft(device: device, seed: 7, maxSeqLen: 64))
