@@ -18,6 +18,8 @@
 #   export, speculate-q8_0          the aligned draft as Q8_0 GGUF (llama.cpp's -md) and HF; measured again as Q8_0
 #   speculate-q8_0-subset           with subset_head_at_load=K: the aligned draft, Q8_0 at load, its head cut to the K
 #                                   ids most frequent in the KD responses (FR-Spec; no retraining)
+#   speculate-q8_0-gammaG           the Q8_0 draft again at each gamma G of best_gammas: the table's gamma 3 is
+#                                   FastDraft's, but on this CPU a verification pass costs more per row it verifies
 #   table                           results/table.md from results/*.json
 #   plot                            results/figure.png (scripts/recipe_plot.py): loss per stage, acceptance per set
 #                                   and stage
@@ -52,6 +54,7 @@ magpie=200 eval_instructions=40
 temperatures="0.6,0.8,1.0,0" kd_max_new_tokens=128 kd_batch=32 kd_top_k=0
 eval_text_prompts=40 eval_code_prompts=164 eval_max_new_tokens=64
 gamma=3 temperature=0.6 export_dtype=q8_0
+best_gammas="1 2"              # the quantized draft measured again at these gammas (speculate-q8_0-gammaG)
 measure_stages="pt cp align"   # which stage-end drafts `speculate` measures (align is always measured)
 data_from=""                   # another recipe's work directory whose data steps this one reuses
 config_sets=()                 # key=value overrides of the config for train and plan (a variant's shape or head)
@@ -179,7 +182,7 @@ speculate() {
     cat "${sets[@]}" > "$work/results/prompts.jsonl.tmp"
     mv "$work/results/prompts.jsonl.tmp" "$work/results/prompts.jsonl"
     to_file "$work/results/$label.json" "$bin" speculate --target "$target" --draft "$draft" \
-        --prompts "$work/results/prompts.jsonl" --gamma "$gamma" --temperature "$temperature" \
+        --prompts "$work/results/prompts.jsonl" --gamma "${speculate_gamma:-$gamma}" --temperature "$temperature" \
         --max-new-tokens "$eval_max_new_tokens" --seed 1 --json "$@"
 }
 
@@ -209,10 +212,19 @@ run_step train-align train_stage 2 align
 run_step speculate-align speculate align "$work/drafts/align.h5"
 run_step export export_draft
 if [[ "$quantized_draft" == native ]]; then
-    run_step speculate-q8_0 speculate align-q8_0 "$work/drafts/align.h5" --draft-dtype "$export_dtype"
+    quantized=("$work/drafts/align.h5" --draft-dtype "$export_dtype")
 else
-    run_step speculate-q8_0 speculate align-q8_0 "$(ls "$work"/export/gguf/*.gguf | head -1)"
+    quantized=("$(ls "$work"/export/gguf/*.gguf | head -1)")
 fi
+run_step speculate-q8_0 speculate align-q8_0 "${quantized[@]}"
+# speculate_at GAMMA LABEL DRAFT [ARGS...]: `speculate` at another gamma than the recipe's.
+speculate_at() {
+    local speculate_gamma="$1"; shift
+    speculate "$@"
+}
+for g in $best_gammas; do
+    run_step "speculate-q8_0-gamma$g" speculate_at "$g" "align-q8_0-gamma$g" "${quantized[@]}"
+done
 if [[ "$subset_head_at_load" -gt 0 ]]; then
     run_step speculate-q8_0-subset speculate align-q8_0-subset "$work/drafts/align.h5" --draft-dtype "$export_dtype" \
         --draft-head-vocab "$subset_head_at_load" --draft-head-vocab-source "$data/distill/completions"

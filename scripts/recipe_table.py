@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The recipe's results table (markdown) from `speculate --json` reports: one row per stage and prompt set.
 
-    recipe_table.py RESULTS_DIR          (reads pt.json, cp.json, align.json, align-q8_0.json when present)
+    recipe_table.py RESULTS_DIR          (reads pt.json, cp.json, align.json, align-q8_0*.json when present)
 
 The align-q8_0 row is named from its report's draft: the Q8_0 GGUF export (a recipe's default), or the checkpoint
 quantized at load (`quantized_draft=native`), which keeps a subset head the export widens, so the two differ.
@@ -17,8 +17,10 @@ import os
 import re
 import sys
 
-# None: named from the report's draft (recipe.sh's speculate-q8_0 and speculate-q8_0-subset steps).
+# None: named from the report's draft (recipe.sh's speculate-q8_0 and speculate-q8_0-subset steps). After them come
+# the quantized draft's measurements at other gammas (speculate-q8_0-gammaG: align-q8_0-gammaG.json), in gamma order.
 STAGES = [("pt", "PT"), ("cp", "PT→CP"), ("align", "PT→CP→align"), ("align-q8_0", None), ("align-q8_0-subset", None)]
+OTHER_GAMMA = re.compile(r"^align-q8_0-gamma(\d+)\.json$")
 SETS = ["text", "code", "instructions"]
 
 
@@ -38,11 +40,12 @@ def quantized_kind(draft):
 
 def stage_label(label, report):
     """The table's name for the stage a report measured (STAGES, or the quantized draft's kind)."""
-    name = dict(STAGES)[label]
+    name = dict(STAGES).get(label)
     if name is not None:
         return name
     kind = quantized_kind(report["draft"])
-    return "PT→CP→align, %s draft" % kind if kind.endswith("GGUF") else "PT→CP→align, %s" % kind
+    name = "PT→CP→align, %s draft" % kind if kind.endswith("GGUF") else "PT→CP→align, %s" % kind
+    return name + (", gamma %d" % report["gamma"] if OTHER_GAMMA.match(label + ".json") else "")
 
 
 def row(stage, name, r):
@@ -60,7 +63,8 @@ def main():
              "| decode speedup | pass (steps) | cost ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
-    for label, _ in STAGES:
+    others = sorted((int(m.group(1)), m.group(0)[:-5]) for m in map(OTHER_GAMMA.match, os.listdir(directory)) if m)
+    for label in [label for label, _ in STAGES] + [label for _, label in others]:
         path = os.path.join(directory, label + ".json")
         if not os.path.exists(path):
             continue
@@ -77,7 +81,12 @@ def main():
                      "break-even acceptance at the measured cost ratio: %s"
                      % (stage, os.path.basename(report["draft"].split(" ")[0]), o["c"], o["c_bytes"], report["gamma"],
                         report["temperature"], report["max_new_tokens"],
-                        "%.3f" % breakeven if breakeven is not None else "none (the draft is too slow to pay)"))
+                        "%.3f" % breakeven if breakeven is not None else "none (the draft is too slow to pay)")
+                     # Reports since ec55970 price the verification pass at its measured cost too.
+                     + ("" if "break_even_acceptance_measured" not in o else
+                        "; with the verification pass at its measured cost: %s" % (
+                            "%.3f" % o["break_even_acceptance_measured"]
+                            if o["break_even_acceptance_measured"] is not None else "none")))
     if len(lines) == 2:
         raise SystemExit("%s: no speculate reports (pt.json, cp.json, align.json)" % directory)
     print("\n".join(lines + [""] + notes))

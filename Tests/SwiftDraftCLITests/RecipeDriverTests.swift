@@ -55,6 +55,7 @@ final class RecipeDriverTests: XCTestCase {
             eval_instructions=3
             eval_max_new_tokens=8
             measure_stages="pt align"
+            best_gammas=1
             """.write(to: recipe, atomically: true, encoding: .utf8)
         return recipe
     }
@@ -112,7 +113,7 @@ final class RecipeDriverTests: XCTestCase {
         XCTAssertEqual(second.terminationStatus, 0, secondLog)
         let all = ["tokenize-text", "tokenize-code", "eval-sets", "kd-prompts", "distill-completions", "distill-magpie",
                    "eval-instructions", "train-pt", "speculate-pt", "train-cp", "train-align", "speculate-align", "export",
-                   "speculate-q8_0", "table", "plot"]
+                   "speculate-q8_0", "speculate-q8_0-gamma1", "table", "plot"]
         XCTAssertEqual(try steps(in: log, saying: "complete, skipped"), Array(all.prefix(7)))
         XCTAssertEqual(try steps(in: log, saying: "done in"), all)
         let metrics = try readMetrics(run.appendingPathComponent("run"))
@@ -127,6 +128,10 @@ final class RecipeDriverTests: XCTestCase {
         }
         let table = try String(contentsOf: run.appendingPathComponent("results/table.md"), encoding: .utf8)
         XCTAssertTrue(table.contains("| PT | text |") && table.contains("PT→CP→align, Q8_0 GGUF draft"), table)
+        XCTAssertTrue(table.contains("| PT→CP→align, Q8_0 GGUF draft, gamma 1 | text |"), table)
+        let gamma1 = try XCTUnwrap(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: run.appendingPathComponent("results/align-q8_0-gamma1.json"))) as? [String: Any])
+        XCTAssertEqual(gamma1["gamma"] as? Int, 1)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("export/gguf/draft-q8_0.gguf").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("export/hf/model.safetensors").path))
         let figure = try Data(contentsOf: run.appendingPathComponent("results/figure.png"))
