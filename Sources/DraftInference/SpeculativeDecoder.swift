@@ -84,11 +84,12 @@ public final class SpeculativeDecoder {
     public let draft: DecoderEngine
     public let gamma: Int
     public let sampling: SamplingParameters
-    /// Adaptive drafting: a round stops proposing at the first token the draft gives less than this probability (in
-    /// its sampling distribution, at the run's temperature), so that the target's pass does not verify rows it would
-    /// likely reject; each costs a share of a plain step here (`SpeculationReport.passCostSteps`). 0 proposes `gamma`
-    /// tokens every round. The output's distribution is the target's either way: when to stop depends on the draft
-    /// alone.
+    /// Adaptive drafting: a round stops proposing at the first token after its first that the draft gives less than
+    /// this probability (in its sampling distribution at the run's temperature; when greedy, in the softmax of its
+    /// logits), so that the target's pass does not verify rows it would likely reject: each costs a share of a plain
+    /// step on a CPU (`SpeculationReport.passCostSteps`). The first proposal is always made, since a round without one
+    /// spends a draft step for nothing. 0 proposes `gamma` tokens every round. The output's distribution is the
+    /// target's either way: when to stop depends on the draft alone.
     public let minDraftProbability: Float
     private let targetCache: KVCache
     private let draftCache: KVCache
