@@ -26,7 +26,7 @@ struct Speculate: ParsableCommand {
     @Option(help: "The draft: .gguf, Hugging Face directory, .h5 checkpoint or run directory.") var draft: String
     @Option(help: "A JSONL prompt file ({\"id\",\"set\",\"prompt\"} or {\"id\",\"set\",\"messages\"}).") var prompts: String
     @Option(help: "Draft tokens proposed per target pass (at most, with --draft-p-min).") var gamma = 3
-    @Option(help: "Adaptive drafting: stop a round's proposals at the first token the draft gives less than this probability (0: always gamma).")
+    @Option(help: "Adaptive drafting: stop a round's proposals at the first token after its first that the draft gives less than this probability (0: always gamma).")
     var draftPMin: Float = 0
     @Option(help: "Sampling temperature (0: greedy).") var temperature: Float = 0.6
     @Option(help: "Keep the k most likely tokens (0: off).") var topK = 0

@@ -89,6 +89,8 @@ final class SpeculateCLITests: XCTestCase {
                           mentions: [target, other, "tokenizer", "fingerprint"])
         try assertRefused(["--target", target, "--draft", draft, "--prompts", good.path, "--gamma", "0"],
                           mentions: ["--gamma", "0"])
+        try assertRefused(["--target", target, "--draft", draft, "--prompts", good.path, "--draft-p-min", "1.5"],
+                          mentions: ["--draft-p-min", "1.5"])
         let long = String(repeating: "word ", count: 120)
         let tooLong = try prompts("long.jsonl", [#"{"id": "long", "set": "text", "prompt": "\#(long)"}"#])
         try assertRefused(["--target", target, "--draft", draft, "--prompts", tooLong.path],
