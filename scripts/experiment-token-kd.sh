@@ -56,7 +56,7 @@ EOF
 
 for loss in ce ce_kl tvd kl; do
     config "$loss" > "$work/align-$loss.yaml"
-    "$bin" train --config "$work/align-$loss.yaml" --init-from "$session/drafts/cp.h5" --max-steps 122 --quiet
+    "$bin" train --config "$work/align-$loss.yaml" --init-from "$session/drafts/cp.h5" --quiet
     draft="$work/run-$loss/checkpoints/$(cat "$work/run-$loss/checkpoints/latest")"
     gammas=(3)
     [[ $loss == ce || $loss == ce_kl ]] && gammas=(3 1)
