@@ -11,10 +11,14 @@
 # Resumable as the recipe is: distill continues from its responses.jsonl, a finished training or report is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work="${1:-runs/exp-tokenkd}"
-session=runs/recipe-smollm2-11m-session
 cache="${SWIFTDRAFT_CACHE:-$HOME/.cache/swiftdraft}"
+# The session recipe's settings (its work directory, config, KD temperatures and lengths, gamma, temperature) are the
+# experiment's, read from the recipe itself rather than repeated here.
+source configs/recipes/smollm2-draft-11m-session.recipe
+session="$work"
+work="${1:-runs/exp-tokenkd}"
 bin="${SWIFTDRAFT_BIN:-.build/release/swiftdraft}"
+python="$(scripts/python-env.sh)"
 target="$cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 [[ -f "$session/drafts/cp.h5" && -f "$session/results/prompts.jsonl" ]] \
     || { echo "experiment-token-kd: $session is incomplete: run the session recipe first" >&2; exit 2; }
@@ -23,34 +27,26 @@ mkdir -p "$work"
 # The session's KD completion prompts again, at FastDraft's four temperatures, with the target's top-32 log-probs.
 if ! grep -q '"complete" : true' "$work/distill/completions/manifest.json" 2>/dev/null; then
     "$bin" distill --target "$target" --prompts "$session/kd-prompts.jsonl" --output "$work/distill/completions" \
-        --temperatures 0.6,0.8,1.0,0 --max-new-tokens 128 --batch 64 --seed 1 --top-k-logits 32
+        --temperatures "$temperatures" --max-new-tokens "$kd_max_new_tokens" --batch "$kd_batch" --seed 1 \
+        --top-k-logits 32
 fi
 
-config() {  # LOSS: the session config's align stage alone, from the PT->CP checkpoint
-    cat <<EOF
-run: {name: exp-tokenkd-$1, dir: $work/run-$1, seed: 1234, time_budget_hours: 1}
-model: {arch: llama, vocab_size: 49152, dim: 192, layers: 4, heads: 6, kv_heads: 2, ffn_dim: 512,
-        max_seq_len: 512, rope_theta: 10000.0, norm_eps: 1.0e-5, tie_embeddings: true,
-        head_vocab: 8192, head_vocab_source: kd_completions}
-tokenizer: $cache/tokenizers/smollm2/tokenizer.json
-data:
-  seq_len: 256
-  sources:
-    text:            {path: $session/data/text}
-    code:            {path: $session/data/code}
-    kd_completions:  {path: $work/distill/completions}
-    kd_instructions: {path: $session/distill/magpie}
-schedule:
-  global_batch_tokens: 16384
-  micro_batch: 16
-  stages:
-    - {name: align, tokens: 2.0e6, mixture: {kd_completions: 0.5, kd_instructions: 0.3, text: 0.1, code: 0.1}, lr_scale: 0.5, loss: {kind: $1}}
-optimizer: {name: adamw, lr: 2.0e-3, min_lr: 2.0e-4, betas: [0.9, 0.95], eps: 1.0e-8, weight_decay: 0.1, grad_clip: 1.0}
-lr_schedule: {kind: linear, warmup_tokens: 1.6e5, decay_fraction: 1.0}
-distributed: {world_size: 1, bucket_mb: 25, overlap: true, zero_stage: 0}
-device: {kind: cpu}
-checkpoint: {every_steps: 50, keep_last: 2}
-log: {every_steps: 10, eval_every_steps: 0, eval_sequences: 32}
+config() {  # LOSS: the session config's align stage alone, from the PT->CP checkpoint, on one linear schedule
+    "$python" - "$config" "$1" "$work" "$cache" <<'EOF'
+import sys, yaml
+source, loss, work, cache = sys.argv[1:]
+c = yaml.safe_load(open(source))
+align = next(stage for stage in c["schedule"]["stages"] if stage["name"] == "align")
+align["loss"] = {"kind": loss}
+c["schedule"]["stages"] = [align]
+c["run"] = {"name": "exp-tokenkd-" + loss, "dir": "%s/run-%s" % (work, loss), "seed": c["run"]["seed"],
+            "time_budget_hours": 1}
+c["tokenizer"] = cache + "/tokenizers/smollm2/tokenizer.json"
+c["data"]["sources"] = {name: src for name, src in c["data"]["sources"].items() if name in align["mixture"]}
+c["data"]["sources"]["kd_completions"]["path"] = work + "/distill/completions"
+c["lr_schedule"] = {"kind": "linear", "warmup_tokens": 1.6e5, "decay_fraction": 1.0}
+c["log"]["eval_every_steps"] = 0
+yaml.safe_dump(c, sys.stdout, sort_keys=False)
 EOF
 }
 
@@ -58,13 +54,13 @@ for loss in ce ce_kl tvd kl; do
     config "$loss" > "$work/align-$loss.yaml"
     "$bin" train --config "$work/align-$loss.yaml" --init-from "$session/drafts/cp.h5" --quiet
     draft="$work/run-$loss/checkpoints/$(cat "$work/run-$loss/checkpoints/latest")"
-    gammas=(3)
-    [[ $loss == ce || $loss == ce_kl ]] && gammas=(3 1)
+    gammas=("$gamma")
+    [[ $loss == ce || $loss == ce_kl ]] && gammas=("$gamma" 1)
     for g in "${gammas[@]}"; do
         report="$work/$loss-gamma$g.json"
         [[ -f "$report" ]] && continue
         "$bin" speculate --target "$target" --draft "$draft" --draft-dtype q8_0 --prompts "$session/results/prompts.jsonl" \
-            --gamma "$g" --temperature 0.6 --max-new-tokens 64 --seed 1 --json > "$report.tmp"
+            --gamma "$g" --temperature "$temperature" --max-new-tokens "$eval_max_new_tokens" --seed 1 --json > "$report.tmp"
         mv "$report.tmp" "$report"
     done
 done
